@@ -1,0 +1,253 @@
+"""DADA ASCII headers: one codec for ring headers, ``.dada`` files and config files.
+
+Grammar (PSRDADA ``ascii_header.c`` conventions)::
+
+    header   = { line "\\n" } [ line ] { NUL }
+    line     = blank | comment | entry
+    comment  = [ space ] "#" text
+    entry    = key space value [ space "#" text ]
+    key      = 1*( any character but space, "#" and NUL )
+
+* Keys match at the start of a line only; the first occurrence of a key wins.
+* Values are kept whole: ``SOURCE  J0437-4715 main pulse`` has the value
+  ``J0437-4715 main pulse`` (SKA PST's AsciiHeader would keep only the first token).
+* Order, comments, blank lines and spacing are preserved, so ``parse(text).text == text``
+  and a header read from a file is written back byte for byte.
+* A header occupies ``HDR_SIZE`` bytes (default 4096) and is padded with NULs.
+* A malformed line raises :class:`HeaderError` naming the source and line number.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ringbuf.errors import HeaderError
+
+DEFAULT_HDR_SIZE = 4096
+KEY_WIDTH = 20  # SKA PST and PSRDADA tools left-justify keys to this width
+
+_ENTRY = re.compile(r"^(?P<key>[^\s#\x00]+)(?P<sep>[ \t]+)(?P<value>.*?)(?P<tail>[ \t]*(?:[ \t]#.*)?)$")
+_BAD_KEY = re.compile(r"[\s#\x00]")
+
+
+@dataclass
+class _Line:
+    text: str
+    key: str | None = None
+    value: str = ""
+
+
+def _format_entry(key: str, value: str) -> str:
+    return f"{key:<{KEY_WIDTH - 1}} {value}"
+
+
+class DadaHeader(Mapping[str, str]):
+    """An ordered, lossless DADA header with typed getters.
+
+    Behaves as a read-only mapping of key to (string) value; change it with :meth:`set`,
+    :meth:`update` and :meth:`delete`.
+    """
+
+    def __init__(self, entries: Mapping[str, object] | None = None, source: str = "header"):
+        self._lines: list[_Line] = []
+        self._index: dict[str, int] = {}
+        self.source = source
+        self._trailing_newline = True
+        if entries:
+            self.update(entries)
+
+    # ----------------------------------------------------------------------------- parsing
+    @classmethod
+    def parse(cls, text: str, source: str = "header") -> DadaHeader:
+        """Parse header text (everything up to the first NUL)."""
+        text = text.split("\x00", 1)[0]
+        header = cls(source=source)
+        for lineno, raw in enumerate(text.split("\n"), start=1):
+            stripped = raw.strip()
+            if not stripped or stripped.startswith("#"):
+                header._lines.append(_Line(raw))
+                continue
+            match = _ENTRY.match(raw.rstrip("\r"))
+            if match is None or not match.group("value"):
+                raise HeaderError(f"{source}: line {lineno}: expected 'KEY value', got {raw!r}")
+            key = match.group("key")
+            header._lines.append(_Line(raw, key, match.group("value")))
+            header._index.setdefault(key, len(header._lines) - 1)
+        header._trailing_newline = bool(header._lines) and header._lines[-1].text == ""
+        if header._trailing_newline:
+            header._lines.pop()
+        return header
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, source: str = "header") -> DadaHeader:
+        """Decode a NUL-padded header buffer."""
+        raw = bytes(data).split(b"\x00", 1)[0]
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise HeaderError(f"{source}: byte {exc.start} is not ASCII ({raw[exc.start]:#04x})") from None
+        return cls.parse(text, source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DadaHeader:
+        """Read a text header or config file (``configs/*.hdr``) of any length."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
+        return cls.from_bytes(data, source=str(path))
+
+    @classmethod
+    def read_dada(cls, path: str | os.PathLike[str]) -> DadaHeader:
+        """Read the header at the start of a ``.dada`` file, honouring its HDR_SIZE."""
+        path = Path(path)
+        try:
+            with open(path, "rb") as fh:
+                first = fh.read(DEFAULT_HDR_SIZE)
+                header = cls.from_bytes(first, source=str(path))
+                hdr_size = header.hdr_size
+                if hdr_size > DEFAULT_HDR_SIZE:
+                    fh.seek(0)
+                    first = fh.read(hdr_size)
+                    header = cls.from_bytes(first, source=str(path))
+        except OSError as exc:
+            raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
+        if len(first) < hdr_size:
+            raise HeaderError(
+                f"{path}: truncated header: file has {len(first)} bytes, HDR_SIZE is {hdr_size}"
+            )
+        return header
+
+    # ----------------------------------------------------------------------------- output
+    @property
+    def text(self) -> str:
+        """The header text, exactly as parsed (plus any changes made since)."""
+        body = "\n".join(line.text for line in self._lines)
+        if self._lines and self._trailing_newline:
+            body += "\n"
+        return body
+
+    def to_bytes(self, size: int | None = None) -> bytes:
+        """Encode, NUL-padded to ``size`` (default: this header's HDR_SIZE)."""
+        size = self.hdr_size if size is None else size
+        encoded = self.text.encode("ascii")
+        if len(encoded) >= size:
+            raise HeaderError(
+                f"{self.source}: header text is {len(encoded)} bytes, it does not fit in "
+                f"HDR_SIZE {size} (one NUL is needed)"
+            )
+        return encoded + b"\x00" * (size - len(encoded))
+
+    # ----------------------------------------------------------------------------- mapping
+    def __getitem__(self, key: str) -> str:
+        try:
+            return self._lines[self._index[key]].value
+        except KeyError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return f"DadaHeader({dict(self.items())!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> DadaHeader:
+        clone = DadaHeader.parse(self.text, self.source)
+        return clone
+
+    # ----------------------------------------------------------------------------- changes
+    def set(self, key: str, value: object) -> None:
+        """Set ``key`` (replacing the first occurrence in place, or appending)."""
+        if not key or _BAD_KEY.search(key):
+            raise HeaderError(f"{self.source}: invalid key {key!r} (no spaces, '#' or NUL)")
+        text = _render(value)
+        if not text or "\n" in text or "\r" in text or "\x00" in text:
+            raise HeaderError(f"{self.source}: invalid value for {key}: {text!r}")
+        line = _Line(_format_entry(key, text), key, text)
+        if key in self._index:
+            self._lines[self._index[key]] = line
+        else:
+            self._lines.append(line)
+            self._index[key] = len(self._lines) - 1
+
+    def update(self, entries: Mapping[str, object]) -> None:
+        for key, value in entries.items():
+            self.set(key, value)
+
+    def delete(self, key: str) -> None:
+        """Remove every line of ``key`` (no error if absent)."""
+        self._lines = [line for line in self._lines if line.key != key]
+        self._index = {}
+        for i, line in enumerate(self._lines):
+            if line.key is not None:
+                self._index.setdefault(line.key, i)
+
+    # ----------------------------------------------------------------------------- typed getters
+    def _require(self, key: str) -> str:
+        if key not in self._index:
+            raise HeaderError(f"{self.source}: missing required key {key}")
+        return self[key]
+
+    def get_str(self, key: str, default: str | None = None) -> str:
+        if default is not None and key not in self._index:
+            return default
+        return self._require(key)
+
+    def get_int(self, key: str, default: int | None = None) -> int:
+        if default is not None and key not in self._index:
+            return default
+        value = self._require(key)
+        try:
+            return int(value, 0) if value.lower().startswith(("0x", "0o", "0b")) else int(value)
+        except ValueError:
+            raise HeaderError(f"{self.source}: {key} {value!r} is not an integer") from None
+
+    def get_float(self, key: str, default: float | None = None) -> float:
+        if default is not None and key not in self._index:
+            return default
+        value = self._require(key)
+        try:
+            return float(value)
+        except ValueError:
+            raise HeaderError(f"{self.source}: {key} {value!r} is not a number") from None
+
+    def get_bool(self, key: str, default: bool | None = None) -> bool:
+        if default is not None and key not in self._index:
+            return default
+        value = self._require(key).lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise HeaderError(f"{self.source}: {key} {value!r} is not a boolean (true/false)")
+
+    @property
+    def hdr_size(self) -> int:
+        """HDR_SIZE, or the DADA default of 4096 when absent."""
+        size = self.get_int("HDR_SIZE", DEFAULT_HDR_SIZE)
+        if size <= 0:
+            raise HeaderError(f"{self.source}: HDR_SIZE {size} must be positive")
+        return size
+
+
+def _render(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
