@@ -1,0 +1,288 @@
+"""Ring pairs (SKA PST): a data ring and a weights ring whose block i covers the same span.
+
+Both rings have the same nbufs; every transfer has a header in each; a segment is block i of
+both, handed out together with its OBS_OFFSET (see :class:`ringbuf.segment.Segment`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ringbuf.errors import EndOfData, RingBufError, RingLayoutMismatch, WriterDied
+from ringbuf.header import DadaHeader
+from ringbuf.layout import RingLayout
+from ringbuf.reader import ReadBlock, ReadTransfer, RingReader
+from ringbuf.ring import create_ring, destroy_ring
+from ringbuf.segment import Segment
+from ringbuf.viewer import RingViewer, ViewBlock
+from ringbuf.writer import RingWriter, WriteBlock, WriteTransfer
+
+
+def create_ring_pair(
+    data_key: str | int, weights_key: str | int, data_layout: RingLayout,
+    weights_layout: RingLayout, **options: Any,
+) -> tuple[str, str]:
+    """Create the data and weights rings of a pair (both or neither)."""
+    if data_layout.nbufs != weights_layout.nbufs:
+        raise RingLayoutMismatch(
+            f"ring pair: data nbufs {data_layout.nbufs} != weights nbufs {weights_layout.nbufs}"
+        )
+    data = create_ring(data_key, data_layout, **options)
+    try:
+        weights = create_ring(weights_key, weights_layout, **options)
+    except BaseException:
+        destroy_ring(data)
+        raise
+    return data, weights
+
+
+def destroy_ring_pair(data_key: str | int, weights_key: str | int) -> bool:
+    removed_data = destroy_ring(data_key)
+    return destroy_ring(weights_key) or removed_data
+
+
+def _check_pair(data_layout: RingLayout, weights_layout: RingLayout, keys: str) -> None:
+    if data_layout.nbufs != weights_layout.nbufs:
+        raise RingLayoutMismatch(f"ring pair {keys}: nbufs differ "
+                                 f"({data_layout.nbufs} vs {weights_layout.nbufs})")
+
+
+class RingPairWriter:
+    """Writes a data ring and a weights ring in step."""
+
+    def __init__(self, data_key: str | int, weights_key: str | int,
+                 timeout: float | None = None, stop: threading.Event | None = None) -> None:
+        self.data = RingWriter(data_key, timeout, stop)
+        try:
+            self.weights = RingWriter(weights_key, timeout, stop)
+        except BaseException:
+            self.data.close()
+            raise
+        _check_pair(self.data.layout, self.weights.layout, self.keys)
+
+    @property
+    def keys(self) -> str:
+        return f"{self.data.key}/{getattr(self, 'weights', None) and self.weights.key}"
+
+    def open_transfer(self, data_header: DadaHeader | Mapping[str, Any],
+                      weights_header: DadaHeader | Mapping[str, Any],
+                      obs_offset: int = 0, weights_obs_offset: int = 0) -> PairWriteTransfer:
+        return PairWriteTransfer(
+            self.data.open_transfer(data_header, obs_offset),
+            self.weights.open_transfer(weights_header, weights_obs_offset),
+        )
+
+    def close(self) -> None:
+        try:
+            self.data.close()
+        finally:
+            self.weights.close()
+
+    def __enter__(self) -> RingPairWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PairWriteTransfer:
+    def __init__(self, data: WriteTransfer, weights: WriteTransfer) -> None:
+        self.data = data
+        self.weights = weights
+
+    def open_segment(self, timeout: float | None = -1.0) -> WriteSegment:
+        data = self.data.open_block(timeout)
+        try:
+            weights = self.weights.open_block(timeout)
+        except BaseException:
+            data.commit(0)
+            raise
+        return WriteSegment(data, weights)
+
+    def end(self) -> None:
+        try:
+            self.data.end()
+        finally:
+            self.weights.end()
+
+    def __enter__(self) -> PairWriteTransfer:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.data.abandon_open_blocks()
+            self.weights.abandon_open_blocks()
+        self.end()
+
+
+class WriteSegment:
+    """Block i of both rings, open for writing: ``data`` and ``weights`` writable views."""
+
+    def __init__(self, data: WriteBlock, weights: WriteBlock) -> None:
+        self.data_block = data
+        self.weights_block = weights
+        self.data = data.data
+        self.weights = weights.data
+        self.obs_offset = data.obs_offset
+        self.weights_obs_offset = weights.obs_offset
+
+    def commit(self, data_nbytes: int | None = None, weights_nbytes: int | None = None) -> None:
+        """Publish both blocks (data first). Short blocks end the transfer in both rings."""
+        self.data_block.commit(data_nbytes)
+        self.weights_block.commit(weights_nbytes)
+
+    def __enter__(self) -> WriteSegment:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.commit(0, 0)
+        else:
+            self.commit()
+
+
+class RingPairReader:
+    """A guaranteed reader of both rings of a pair."""
+
+    def __init__(self, data_key: str | int, weights_key: str | int,
+                 timeout: float | None = None, stop: threading.Event | None = None) -> None:
+        self.data = RingReader(data_key, timeout, stop)
+        try:
+            self.weights = RingReader(weights_key, timeout, stop)
+        except BaseException:
+            self.data.close()
+            raise
+        _check_pair(self.data.layout, self.weights.layout, f"{self.data.key}/{self.weights.key}")
+
+    def open_transfer(self, timeout: float | None = -1.0) -> PairReadTransfer:
+        return PairReadTransfer(self.data.open_transfer(timeout), self.weights.open_transfer(timeout))
+
+    def close(self) -> None:
+        try:
+            self.data.close()
+        finally:
+            self.weights.close()
+
+    def __enter__(self) -> RingPairReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PairReadTransfer:
+    """One transfer of a pair; iterate for :class:`Segment` objects (each cleared on the next)."""
+
+    def __init__(self, data: ReadTransfer, weights: ReadTransfer) -> None:
+        self.data = data
+        self.weights = weights
+        self.data_header = data.header
+        self.weights_header = weights.header
+        self.resumed = data.resumed or weights.resumed
+
+    def segments(self) -> Iterator[Segment]:
+        while True:
+            blocks = self._next_blocks()
+            if blocks is None:
+                return
+            data, weights = blocks
+            try:
+                yield Segment(data.data, weights.data, data.obs_offset, weights.obs_offset,
+                              self.data_header, self.weights_header)
+            finally:
+                data.clear()
+                weights.clear()
+
+    __iter__ = segments
+
+    def _next_blocks(self) -> tuple[ReadBlock, ReadBlock] | None:
+        ends = []
+        blocks: list[ReadBlock | None] = []
+        for transfer in (self.data, self.weights):
+            try:
+                blocks.append(transfer.next_block())
+            except WriterDied as exc:
+                blocks.append(None)
+                ends.append(exc)
+            except EndOfData as exc:
+                blocks.append(None)
+                ends.append(exc)
+        if not ends:
+            return blocks[0], blocks[1]  # type: ignore[return-value]
+        for block in blocks:
+            if block is not None:
+                block.clear()
+        died = [e for e in ends if isinstance(e, WriterDied)]
+        if died:
+            raise died[0]
+        if len(ends) == 1:
+            raise RingBufError("ring pair: one ring ended its transfer before the other")
+        return None
+
+    def skip(self) -> None:
+        self.data.skip()
+        self.weights.skip()
+
+
+class RingPairViewer:
+    """A viewer of both rings of a pair."""
+
+    def __init__(self, data_key: str | int, weights_key: str | int,
+                 timeout: float | None = None, stop: threading.Event | None = None) -> None:
+        self.data = RingViewer(data_key, timeout, stop)
+        try:
+            self.weights = RingViewer(weights_key, timeout, stop)
+        except BaseException:
+            self.data.close()
+            raise
+        _check_pair(self.data.layout, self.weights.layout, f"{self.data.key}/{self.weights.key}")
+
+    def latest_segment(self, timeout: float | None = -1.0) -> PairViewSegment:
+        """The most recent segment published in both rings."""
+        data = self.data.latest_block(timeout)
+        # the weights block of the same index is published right after the data block
+        self.weights.last_index = data.index - 1
+        weights = self.weights.next_block(timeout)
+        if weights.index != data.index:
+            raise RingBufError(f"ring pair {self.data.key}/{self.weights.key}: weights ring is at "
+                               f"block {weights.index}, data ring at {data.index}")
+        return PairViewSegment(data, weights, self.data.transfer(data.xfer_id).header,
+                               self.weights.transfer(weights.xfer_id).header)
+
+    def close(self) -> None:
+        try:
+            self.data.close()
+        finally:
+            self.weights.close()
+
+    def __enter__(self) -> RingPairViewer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PairViewSegment:
+    """A viewed segment; ``segment`` is the :class:`Segment`; verified on ``with`` exit."""
+
+    def __init__(self, data: ViewBlock, weights: ViewBlock, data_header: DadaHeader,
+                 weights_header: DadaHeader) -> None:
+        self.data_block = data
+        self.weights_block = weights
+        self.xfer_id = data.xfer_id
+        self.index = data.index
+        self.segment = Segment(data.data, weights.data, data.obs_offset, weights.obs_offset,
+                               data_header, weights_header)
+
+    def verify(self) -> None:
+        self.data_block.verify()
+        self.weights_block.verify()
+
+    def __enter__(self) -> Segment:
+        return self.segment
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.verify()

@@ -1,0 +1,265 @@
+"""Guaranteed readers: every reader slot sees every block; the slowest gates the writer.
+
+A reader takes a free slot (one whose previous process, if any, is gone) and resumes from
+the slot's position, so a reader that was killed is replaced without any scrubbing: the
+block it had open but not cleared is delivered again to its successor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from ringbuf import control as c
+from ringbuf import shm
+from ringbuf.errors import EndOfData, RingBusy, WriterDied
+from ringbuf.header import DadaHeader
+from ringbuf.ring import Ring, _now_ns
+
+logger = logging.getLogger(__name__)
+
+
+class RingReader:
+    """A guaranteed reader of a ring (context manager)."""
+
+    def __init__(
+        self,
+        key: str | int,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.ring = Ring(key)
+        self.key = self.ring.key
+        self.layout = self.ring.layout
+        self.timeout = timeout
+        self.stop = stop
+        try:
+            self.slot = self._claim_slot()
+        except BaseException:
+            self.ring.close()
+            raise
+        self.base = c.reader_base(self.slot)
+        self._data = self.ring.sem("d", self.slot)
+        self._space = self.ring.sem("s", self.slot)
+        self._transfer: ReadTransfer | None = None
+
+    def _claim_slot(self) -> int:
+        ring, q = self.ring, self.ring.q
+        if self.layout.nreaders == 0:
+            raise RingBusy(f"ring {self.key} has no reader slots (created with -r 0); use a viewer")
+        with ring.locked():
+            free = [s for s in range(self.layout.nreaders)
+                    if shm.try_lock(ring.fd, shm.reader_byte(s))]
+            if not free:
+                pids = [q[c.reader_base(s) + c.R_PID] for s in range(self.layout.nreaders)]
+                raise RingBusy(f"ring {self.key}: all {self.layout.nreaders} reader slots are in "
+                               f"use (pids {pids})")
+            # take the slot furthest behind (its data is retained for us), release the others
+            slot = min(free, key=lambda s: q[c.reader_base(s) + c.R_CLEARED])
+            for other in free:
+                if other != slot:
+                    shm.unlock(ring.fd, shm.reader_byte(other))
+            base = c.reader_base(slot)
+            if q[base + c.R_STATE] == c.SLOT_ATTACHED:
+                logger.warning("ring %s: reclaiming reader slot %d of dead pid %d at block %d",
+                               self.key, slot, q[base + c.R_PID], q[base + c.R_CLEARED])
+            me = os.getpid()
+            q[base + c.R_PID], q[base + c.R_START] = me, shm.process_start_ticks(me)
+            q[base + c.R_SINCE_NS] = _now_ns()
+            q[base + c.R_OPENED] = q[base + c.R_CLEARED]
+            q[base + c.R_ATTACHES] += 1
+            q[base + c.R_STATE] = c.SLOT_ATTACHED
+            # repair semaphores from the counters
+            pending = max(0, q[c.C_W_FILLED] - q[base + c.R_CLEARED])
+            for xfer_id in range(q[base + c.R_XFER], q[c.C_XFER_NEXT]):
+                rec = ring.xfer_record(xfer_id)
+                pending += 1 + q[rec + c.X_END_POSTED]
+            shm.set_semaphore(ring.sem("d", slot), pending)
+            space = self.layout.nbufs - (q[c.C_W_OPENED] - q[base + c.R_CLEARED])
+            shm.set_semaphore(ring.sem("s", slot), space)
+        return slot
+
+    # ----------------------------------------------------------------------------- transfers
+    def open_transfer(self, timeout: float | None = -1.0) -> ReadTransfer:
+        """Wait for the next transfer (or the one this slot is in the middle of)."""
+        if self._transfer is not None and not self._transfer.finished:
+            self._transfer.skip()
+        timeout = self.timeout if timeout == -1.0 else timeout
+        ring, q = self.ring, self.ring.q
+        xfer_id = q[self.base + c.R_XFER]
+        rec = ring.xfer_record(xfer_id)
+        ring.wait(
+            self._data,
+            lambda: q[rec + c.X_ID] == xfer_id and q[rec + c.X_STATE] != c.XFER_EMPTY,
+            timeout, self.stop, lambda: None, f"transfer {xfer_id} to start",
+        )
+        header = DadaHeader.from_bytes(ring.header_bytes(xfer_id), source=f"ring {self.key} transfer {xfer_id}")
+        start = q[rec + c.X_START_BLOCK]
+        resumed = q[self.base + c.R_CLEARED] > start
+        if q[self.base + c.R_CLEARED] < start:  # blocks no reader needs (after an abandoned end)
+            skipped = start - q[self.base + c.R_CLEARED]
+            q[self.base + c.R_CLEARED] = q[self.base + c.R_OPENED] = start
+            for _ in range(skipped):
+                self._space.release()
+        self._transfer = ReadTransfer(self, xfer_id, header, resumed)
+        return self._transfer
+
+    def transfers(self, timeout: float | None = -1.0) -> Iterator[ReadTransfer]:
+        """Yield transfers for as long as the ring lives (until timeout, stop or close)."""
+        while True:
+            yield self.open_transfer(timeout)
+
+    # ----------------------------------------------------------------------------- blocks
+    def _next_block(self, xfer: ReadTransfer, timeout: float | None) -> ReadBlock:
+        ring, q, base = self.ring, self.ring.q, self.base
+        rec = ring.xfer_record(xfer.xfer_id)
+        n = q[base + c.R_CLEARED]
+
+        def at_end() -> bool:
+            return q[rec + c.X_STATE] in (c.XFER_ENDED, c.XFER_ABORTED) and n >= q[rec + c.X_END_BLOCK]
+
+        def ready() -> bool:
+            return n < q[c.C_W_FILLED] or at_end()
+
+        def check_writer() -> None:
+            if q[rec + c.X_STATE] == c.XFER_OPEN and not ring.writer_alive():
+                with ring.locked():
+                    if q[rec + c.X_STATE] == c.XFER_OPEN and not ring.writer_alive():
+                        logger.warning("ring %s: writer pid %d died in transfer %d",
+                                       self.key, q[c.C_W_PID], xfer.xfer_id)
+                        q[rec + c.X_END_BLOCK] = q[c.C_W_FILLED]
+                        q[rec + c.X_STATE] = c.XFER_ABORTED
+
+        took_token = False
+        if not at_end():
+            took_token = ring.wait(self._data, ready, timeout, self.stop, check_writer,
+                                   f"block {n} of transfer {xfer.xfer_id}")
+        brec = ring.block_record(n)
+        if at_end() or q[brec + c.B_XFER] != xfer.xfer_id or (
+            q[brec + c.B_NBYTES] == 0 and n + 1 >= q[rec + c.X_END_BLOCK] >= 0
+        ):
+            self._finish(xfer, rec, end_token_taken=took_token and n >= q[c.C_W_FILLED])
+            if q[rec + c.X_STATE] == c.XFER_ABORTED:
+                raise WriterDied(f"ring {self.key}: the writer died during transfer {xfer.xfer_id}")
+            raise EndOfData(f"ring {self.key}: end of transfer {xfer.xfer_id}")
+        q[base + c.R_OPENED] = n + 1
+        nbytes = q[brec + c.B_NBYTES]
+        view = ring.blocks[n % self.layout.nbufs, :nbytes]
+        view.flags.writeable = False
+        return ReadBlock(self, n, view, q[brec + c.B_OBS_OFFSET])
+
+    def _finish(self, xfer: ReadTransfer, rec: int, end_token_taken: bool = False) -> None:
+        """Account for the end of ``xfer`` and let the writer reuse its header slot."""
+        q, base = self.ring.q, self.base
+        end = q[rec + c.X_END_BLOCK]
+        if q[base + c.R_CLEARED] < end:  # a 0-byte final block: consume it silently
+            for _ in range(end - q[base + c.R_CLEARED]):
+                self._space.release()
+            q[base + c.R_CLEARED] = q[base + c.R_OPENED] = end
+        if q[rec + c.X_END_POSTED] and not end_token_taken:
+            self.ring.take_token(self._data)
+        q[base + c.R_XFER] = xfer.xfer_id + 1
+        xfer.finished = True
+
+    def _clear(self, block: ReadBlock) -> None:
+        q = self.ring.q
+        q[self.base + c.R_BYTES] += len(block.data)
+        q[self.base + c.R_CLEARED] = block.index + 1
+        self._space.release()
+
+    def close(self) -> None:
+        """Detach; the slot keeps its position (and keeps gating the writer) for a successor."""
+        if self.ring is None:
+            return
+        try:
+            q = self.ring.q
+            q[self.base + c.R_OPENED] = q[self.base + c.R_CLEARED]
+            q[self.base + c.R_PID] = 0
+            q[self.base + c.R_STATE] = c.SLOT_HELD
+            shm.unlock(self.ring.fd, shm.reader_byte(self.slot))
+        finally:
+            self.ring.close()
+            self.ring = None  # type: ignore[assignment]
+
+    def __enter__(self) -> RingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ReadTransfer:
+    """One transfer being read: ``header``, and its blocks by iteration or :meth:`next_block`.
+
+    ``resumed`` is true when this slot had already read part of the transfer (a replaced
+    reader): the first block is then not at the transfer's start.
+    """
+
+    def __init__(self, reader: RingReader, xfer_id: int, header: DadaHeader, resumed: bool):
+        self.reader = reader
+        self.xfer_id = xfer_id
+        self.header = header
+        self.resumed = resumed
+        self.finished = False
+
+    def next_block(self, timeout: float | None = -1.0) -> ReadBlock:
+        """The next block (a context manager that clears it). Raises EndOfData at the end."""
+        if self.finished:
+            raise EndOfData(f"ring {self.reader.key}: transfer {self.xfer_id} already ended")
+        timeout = self.reader.timeout if timeout == -1.0 else timeout
+        return self.reader._next_block(self, timeout)
+
+    def __iter__(self) -> Iterator[ReadBlock]:
+        """Yield blocks until end of data; each is cleared when the next is asked for.
+        WriterDied propagates (it is an EndOfData the caller should know about)."""
+        while True:
+            try:
+                block = self.next_block()
+            except WriterDied:
+                raise
+            except EndOfData:
+                return
+            try:
+                yield block
+            finally:
+                block.clear()
+
+    def skip(self) -> None:
+        """Read and discard the rest of this transfer."""
+        try:
+            for _ in self:
+                pass
+        except WriterDied:
+            pass
+
+    def read_all(self) -> bytes:
+        """The rest of the transfer as bytes (for small transfers and tests)."""
+        return b"".join(block.data.tobytes() for block in self)
+
+
+class ReadBlock:
+    """A block being read: ``data`` is a read-only view of its valid bytes (zero copy)."""
+
+    def __init__(self, reader: RingReader, index: int, data: np.ndarray, obs_offset: int):
+        self.reader = reader
+        self.index = index
+        self.data = data
+        self.obs_offset = obs_offset
+        self.nbytes = len(data)
+
+    def clear(self) -> None:
+        """Give the block back to the writer. The view must not be used afterwards."""
+        if self.data is None:
+            return
+        self.reader._clear(self)
+        self.data = None  # type: ignore[assignment]
+
+    def __enter__(self) -> ReadBlock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.clear()

@@ -1,0 +1,312 @@
+"""Creating, destroying and attaching to one ring in POSIX shared memory."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import mmap
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import posix_ipc
+
+from ringbuf import control as c
+from ringbuf import shm
+from ringbuf.errors import (
+    Interrupted,
+    RingExists,
+    RingLayoutMismatch,
+    RingNotFound,
+    RingPermissionError,
+    Timeout,
+)
+from ringbuf.layout import RingLayout
+
+logger = logging.getLogger(__name__)
+
+#: How long a blocked call sleeps before it re-checks peers' liveness and its stop event.
+WAIT_SLICE_S = 0.1
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+def create_ring(
+    key: str | int,
+    layout: RingLayout,
+    mode: int = 0o600,
+    page: bool = False,
+    lock: bool = False,
+) -> str:
+    """Create ring ``key``; return its normalised key.
+
+    ``page`` pre-faults every page; ``lock`` asks every attached process to mlock the ring.
+    Raises :class:`RingExists` (saying who owns the existing ring) if it is already there.
+    """
+    key = shm.normalise_key(key)
+    try:
+        mem = posix_ipc.SharedMemory(
+            shm.shm_name(key), posix_ipc.O_CREX, mode=mode, size=layout.total_nbytes
+        )
+    except posix_ipc.ExistentialError:
+        raise RingExists(f"ring {key} already exists: {describe_owner(key)}") from None
+    except posix_ipc.PermissionsError as exc:
+        raise RingPermissionError(f"ring {key}: cannot create: {exc}") from None
+    try:
+        os.fchmod(mem.fd, mode)  # the umask must not weaken or strengthen what was asked
+        buf = mmap.mmap(mem.fd, layout.total_nbytes)
+        words = np.ndarray((layout.meta_nwords,), np.int64, buf)
+        me = os.getpid()
+        words[c.C_VERSION] = c.VERSION
+        words[c.C_NBUFS], words[c.C_BUFSZ] = layout.nbufs, layout.bufsz
+        words[c.C_NREADERS], words[c.C_HDR_NBUFS] = layout.nreaders, layout.hdr_nbufs
+        words[c.C_HDR_SIZE], words[c.C_TOTAL] = layout.hdr_size, layout.total_nbytes
+        words[c.C_CREATOR_PID], words[c.C_CREATOR_START] = me, shm.process_start_ticks(me)
+        words[c.C_BOOT_ID], words[c.C_CREATED_NS], words[c.C_MODE] = shm.boot_id(), _now_ns(), mode
+        words[c.C_FLAGS] = c.FLAG_MLOCK if lock else 0
+        words[c.C_XFER_OPEN] = -1
+        for i in range(layout.hdr_nbufs):
+            words[c.xfer_base(i) + c.X_ID] = -1
+        for i in range(layout.nbufs):
+            words[c.block_base(layout.hdr_nbufs, i) + c.B_ABS] = -1
+        for slot in range(layout.nreaders):
+            for kind, initial in (("d", 0), ("s", layout.nbufs)):
+                sem = posix_ipc.Semaphore(
+                    shm.sem_name(key, kind, slot), posix_ipc.O_CREX, mode=mode,
+                    initial_value=initial,
+                )
+                sem.close()
+        if page:
+            np.ndarray((layout.total_nbytes - layout.hdr_offset,), np.uint8, buf,
+                       layout.hdr_offset).fill(0)
+        words[c.C_MAGIC] = c.MAGIC  # last: the ring is usable from here on
+        del words
+        buf.close()
+    except BaseException:
+        shm.remove_objects(key)
+        raise
+    finally:
+        mem.close_fd()
+    logger.info("created ring %s: %s", key, layout)
+    return key
+
+
+def destroy_ring(key: str | int) -> bool:
+    """Remove every POSIX object of ring ``key``. Idempotent; True if anything was removed."""
+    return bool(shm.remove_objects(shm.normalise_key(key)))
+
+
+def describe_owner(key: str) -> str:
+    """A sentence about who created ring ``key``, when, and whether they are alive."""
+    try:
+        with Ring(key) as ring:
+            pid = ring.word(c.C_CREATOR_PID)
+            alive = shm.pid_alive(pid, ring.word(c.C_CREATOR_START))
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ring.word(c.C_CREATED_NS) / 1e9))
+            owner = _owner_name(key)
+            state = "alive" if alive else "no longer running"
+            return f"created by pid {pid} (user {owner}) at {since}, creator {state}"
+    except Exception as exc:  # a half-made or foreign object: still say something useful
+        return f"unreadable ({exc})"
+
+
+def _owner_name(key: str) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid((shm.SHM_DIR / shm.shm_name(key)[1:]).stat().st_uid).pw_name
+    except (KeyError, OSError):
+        return "?"
+
+
+class Ring:
+    """One process's attachment to a ring: the mapping, the counters, the semaphores.
+
+    Writers, readers and viewers are built on it. It is a context manager; :meth:`close`
+    releases everything (never the ring itself).
+    """
+
+    def __init__(self, key: str | int, expect: RingLayout | None = None) -> None:
+        self.key = shm.normalise_key(key)
+        try:
+            self._mem = posix_ipc.SharedMemory(shm.shm_name(self.key))
+        except posix_ipc.ExistentialError:
+            raise RingNotFound(
+                f"ring {self.key} not found: create it with 'ringbuf create -k {self.key} ...'"
+            ) from None
+        except posix_ipc.PermissionsError:
+            raise RingPermissionError(
+                f"ring {self.key}: permission denied on {shm.SHM_DIR}{shm.shm_name(self.key)} "
+                f"(owned by {_owner_name(self.key)}); run as that user or recreate with --mode 0660"
+            ) from None
+        self.fd = self._mem.fd
+        self._sems: dict[tuple[str, int], posix_ipc.Semaphore] = {}
+        self._buf: mmap.mmap | None = None
+        try:
+            self.layout = self._check_layout(expect)
+            self._buf = mmap.mmap(self.fd, self.layout.total_nbytes)
+        except BaseException:
+            self._mem.close_fd()
+            raise
+        lay = self.layout
+        self.words = np.ndarray((lay.meta_nwords,), np.int64, self._buf)
+        # memoryview item access is several times faster than numpy scalars on the hot path
+        self.q = memoryview(self._buf)[: lay.meta_nwords * 8].cast("q")
+        self.headers = np.ndarray((lay.hdr_nbufs, lay.hdr_size), np.uint8, self._buf, lay.hdr_offset)
+        self.blocks = np.ndarray((lay.nbufs, lay.bufsz), np.uint8, self._buf, lay.data_offset)
+        self.bb = c.blocks_base(lay.hdr_nbufs)
+        self._mutex = threading.Lock()
+        if self.word(c.C_FLAGS) & c.FLAG_MLOCK:
+            self._mlock()
+
+    def _check_layout(self, expect: RingLayout | None) -> RingLayout:
+        size = os.fstat(self.fd).st_size
+        head_nbytes = c.CTRL_NWORDS * 8
+        if size < head_nbytes:
+            raise RingLayoutMismatch(f"ring {self.key}: shm object is {size} bytes, too small")
+        with mmap.mmap(self.fd, head_nbytes, prot=mmap.PROT_READ) as head:
+            words = np.frombuffer(head, np.int64).copy()
+        if words[c.C_MAGIC] != c.MAGIC:
+            raise RingLayoutMismatch(f"ring {self.key}: not a ringpipe ring (or still being created)")
+        if words[c.C_VERSION] != c.VERSION:
+            raise RingLayoutMismatch(
+                f"ring {self.key}: protocol version {words[c.C_VERSION]}, this ringbuf speaks "
+                f"{c.VERSION}; destroy and recreate it"
+            )
+        layout = RingLayout(
+            nbufs=int(words[c.C_NBUFS]), bufsz=int(words[c.C_BUFSZ]),
+            nreaders=int(words[c.C_NREADERS]), hdr_nbufs=int(words[c.C_HDR_NBUFS]),
+            hdr_size=int(words[c.C_HDR_SIZE]),
+        )
+        if layout.total_nbytes != words[c.C_TOTAL] or size < layout.total_nbytes:
+            raise RingLayoutMismatch(f"ring {self.key}: size {size} does not match its layout")
+        if expect is not None and expect != layout:
+            raise RingLayoutMismatch(f"ring {self.key}: layout is {layout}, expected {expect}")
+        return layout
+
+    def _mlock(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
+        if libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(self.layout.total_nbytes)) != 0:
+            err = ctypes.get_errno()
+            raise RingPermissionError(
+                f"ring {self.key}: mlock of {self.layout.total_nbytes} bytes failed "
+                f"({os.strerror(err)}); raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=) or drop --lock"
+            )
+
+    # --------------------------------------------------------------------------- plumbing
+    def word(self, index: int) -> int:
+        return self.q[index]
+
+    def sem(self, kind: str, slot: int) -> posix_ipc.Semaphore:
+        """Reader slot ``slot``'s semaphore: 'd' (data events) or 's' (space)."""
+        sem = self._sems.get((kind, slot))
+        if sem is None:
+            try:
+                sem = posix_ipc.Semaphore(shm.sem_name(self.key, kind, slot))
+            except posix_ipc.ExistentialError:
+                raise RingLayoutMismatch(
+                    f"ring {self.key}: semaphore {shm.sem_name(self.key, kind, slot)} is missing"
+                ) from None
+            self._sems[(kind, slot)] = sem
+        return sem
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The ring-wide mutex (an OFD lock: released by the kernel if its holder dies)."""
+        with self._mutex:
+            shm.lock(self.fd, shm.MUTEX_BYTE)
+            try:
+                yield
+            finally:
+                shm.unlock(self.fd, shm.MUTEX_BYTE)
+
+    def writer_alive(self) -> bool:
+        return shm.is_locked(self.fd, shm.WRITER_BYTE)
+
+    def reader_alive(self, slot: int) -> bool:
+        return shm.is_locked(self.fd, shm.reader_byte(slot))
+
+    def xfer_record(self, xfer_id: int) -> int:
+        """Word index of the record of transfer ``xfer_id`` (check its X_ID before trusting)."""
+        return c.xfer_base(xfer_id % self.layout.hdr_nbufs)
+
+    def block_record(self, abs_index: int) -> int:
+        return self.bb + (abs_index % self.layout.nbufs) * 8
+
+    def header_bytes(self, xfer_id: int) -> bytes:
+        rec = self.xfer_record(xfer_id)
+        return bytes(self.headers[xfer_id % self.layout.hdr_nbufs, : self.q[rec + c.X_HDR_NBYTES]])
+
+    def wait(
+        self,
+        sem: posix_ipc.Semaphore | None,
+        ready: Callable[[], bool],
+        timeout: float | None,
+        stop: threading.Event | None,
+        on_slice: Callable[[], None],
+        what: str,
+    ) -> bool:
+        """Consume one wake-up token from ``sem`` and return once ``ready()`` is true.
+
+        Tokens mirror the counters: a stale token is discarded, a missing one costs at most
+        one slice, after which the counters alone decide. ``on_slice`` checks peers' liveness.
+        Returns whether a token was consumed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            slice_s = WAIT_SLICE_S
+            if deadline is not None:
+                slice_s = max(0.0, min(slice_s, deadline - time.monotonic()))
+            if sem is not None:
+                try:
+                    sem.acquire(slice_s)
+                    if ready():
+                        return True
+                    continue
+                except posix_ipc.BusyError:
+                    pass
+            else:
+                time.sleep(min(slice_s, 0.001))
+            if ready():
+                return False
+            on_slice()
+            if stop is not None and stop.is_set():
+                raise Interrupted(f"ring {self.key}: stopped while waiting for {what}")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"ring {self.key}: timed out after {timeout:g} s waiting for {what}")
+
+    @staticmethod
+    def take_token(sem: posix_ipc.Semaphore) -> bool:
+        """Consume one token if there is one, without waiting."""
+        try:
+            sem.acquire(0)
+        except posix_ipc.BusyError:
+            return False
+        return True
+
+    def close(self) -> None:
+        for sem in self._sems.values():
+            sem.close()
+        self._sems.clear()
+        if self._buf is not None:
+            del self.words, self.headers, self.blocks
+            self.q.release()
+            try:
+                self._buf.close()
+            except BufferError:  # a caller still holds a view; the mapping dies with it
+                logger.debug("ring %s: mapping still referenced at close", self.key)
+            self._buf = None
+            self._mem.close_fd()
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
