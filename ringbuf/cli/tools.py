@@ -1,0 +1,141 @@
+"""``ringbuf junk`` (a test writer, like dada_junkdb) and ``ringbuf null`` (like dada_dbnull)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import click
+
+from ringbuf.cli import user_errors
+from ringbuf.errors import EndOfData, Interrupted, Timeout
+from ringbuf.header import DadaHeader
+from ringbuf.patterns import PATTERNS, PatternSource
+from ringbuf.reader import RingReader
+from ringbuf.writer import RingWriter
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (a second signal exits at once)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+class RateLimiter:
+    """Sleeps so that bytes are released no faster than ``bytes_per_s`` (None: unlimited)."""
+
+    def __init__(self, bytes_per_s: float | None) -> None:
+        self.bytes_per_s = bytes_per_s
+        self.start = time.monotonic()
+
+    def wait(self, total_bytes: int) -> None:
+        if self.bytes_per_s:
+            ahead = total_bytes / self.bytes_per_s - (time.monotonic() - self.start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+@click.command()
+@click.option("-k", "--key", required=True, help="Ring key.")
+@click.argument("header_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--bytes", "nbytes", type=click.IntRange(min=0), help="Bytes to write.")
+@click.option("--seconds", type=click.FloatRange(min=0), help="Write for this long (with --rate: rate x seconds bytes).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="MB/s (10^6 bytes/s); default unlimited.")
+@click.option("--pattern", type=click.Choice(PATTERNS), default="ramp", show_default=True,
+              help="Data pattern; ramp is byte (offset mod 256), which readers can check.")
+@click.option("--timeout", type=float, default=None, help="Give up if the ring stays full this long (s).")
+@user_errors
+def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
+         rate: float | None, pattern: str, timeout: float | None) -> None:
+    """Write one transfer of test data: the header, the data, then end of data.
+
+    \b
+    Examples:
+      ringbuf junk -k dada header.txt --bytes 1073741824
+      ringbuf junk -k dada header.txt --seconds 10 --rate 800 --pattern noise
+    """
+    if (nbytes is None) == (seconds is None):
+        raise click.UsageError("give exactly one of --bytes or --seconds")
+    header = DadaHeader.load(header_file)
+    bytes_per_s = rate * 1e6 if rate else None
+    total = nbytes if nbytes is not None else (int(bytes_per_s * seconds) if bytes_per_s else None)
+    deadline = None if total is not None else time.monotonic() + seconds
+    stop = stop_on_signals()
+    with RingWriter(key, timeout=timeout, stop=stop) as writer:
+        source = PatternSource(pattern, writer.layout.bufsz)
+        limiter = RateLimiter(bytes_per_s)
+        written = 0
+        with writer.open_transfer(header) as xfer:
+            while not stop.is_set():
+                if total is not None and written >= total:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                limiter.wait(written)
+                with xfer.open_block() as block:
+                    n = len(block.data) if total is None else min(len(block.data), total - written)
+                    source.fill(block.data[:n], block.obs_offset)
+                    block.commit(n)
+                written += n
+    if stop.is_set():
+        click.echo(f"interrupted after {written} bytes", err=True)
+
+
+@click.command()
+@click.option("-k", "--key", required=True, help="Ring key.")
+@click.option("--transfers", type=click.IntRange(min=1), default=None,
+              help="Exit after this many transfers (default: until interrupted).")
+@click.option("--timeout", type=float, default=None, help="Exit if nothing arrives for this long (s).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@user_errors
+def null(key: str, transfers: int | None, timeout: float | None, as_json: bool) -> None:
+    """A guaranteed reader that discards everything (like dada_dbnull).
+
+    \b
+    Examples:
+      ringbuf null -k dada --transfers 1 --json
+      ringbuf null -k dada            # until Ctrl-C
+    """
+    stop = stop_on_signals()
+    total_bytes = done = blocks = 0
+    aborted = 0
+    started = None
+    with RingReader(key, timeout=timeout, stop=stop) as reader:
+        try:
+            while transfers is None or done < transfers:
+                xfer = reader.open_transfer()
+                started = started or time.monotonic()
+                try:
+                    for block in xfer:
+                        total_bytes += block.nbytes
+                        blocks += 1
+                except EndOfData:  # WriterDied: an aborted transfer still counts as one
+                    aborted += 1
+                done += 1
+        except (Interrupted, Timeout):
+            pass
+    seconds = time.monotonic() - started if started else 0.0
+    summary = {
+        "bytes": total_bytes, "blocks": blocks, "transfers": done, "aborted_transfers": aborted,
+        "seconds": round(seconds, 6), "gbps": round(total_bytes * 8 / seconds / 1e9, 6) if seconds else 0.0,
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{total_bytes} bytes in {done} transfer(s), {seconds:.3f} s, "
+                   f"{summary['gbps']:.3f} Gb/s")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(junk)
+    group.add_command(null)

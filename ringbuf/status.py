@@ -1,0 +1,105 @@
+"""Snapshots of ring state for people (``ringbuf status``/``list``) and scripts (``--json``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ringbuf import control as c
+from ringbuf import shm
+from ringbuf.errors import HeaderError, RingBufError
+from ringbuf.header import DadaHeader
+from ringbuf.ring import Ring
+
+
+def _iso(ns: int) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ns / 1e9)) if ns else None
+
+
+def snapshot(key: str | int) -> dict[str, Any]:
+    """Everything ``ringbuf status`` shows about one ring, as plain data."""
+    with Ring(key) as ring:
+        q, lay = ring.q, ring.layout
+        filled = q[c.C_W_FILLED]
+        writer_alive = ring.writer_alive()
+        readers = []
+        for slot in range(lay.nreaders):
+            base = c.reader_base(slot)
+            alive = ring.reader_alive(slot)
+            cleared = q[base + c.R_CLEARED]
+            readers.append({
+                "slot": slot,
+                "pid": q[base + c.R_PID] if alive else None,
+                "alive": alive,
+                "since": _iso(q[base + c.R_SINCE_NS]) if alive else None,
+                "blocks_read": cleared,
+                "lag_blocks": filled - cleared,
+                "bytes_read": q[base + c.R_BYTES],
+                "transfer": q[base + c.R_XFER],
+                "attaches": q[base + c.R_ATTACHES],
+            })
+        lag = max((r["lag_blocks"] for r in readers), default=0)
+        creator_alive = shm.pid_alive(q[c.C_CREATOR_PID], q[c.C_CREATOR_START])
+        return {
+            "key": ring.key,
+            "nbufs": lay.nbufs,
+            "bufsz": lay.bufsz,
+            "nreaders": lay.nreaders,
+            "hdr_nbufs": lay.hdr_nbufs,
+            "hdr_size": lay.hdr_size,
+            "total_nbytes": lay.total_nbytes,
+            "mode": f"{q[c.C_MODE]:04o}",
+            "created": _iso(q[c.C_CREATED_NS]),
+            "creator_pid": q[c.C_CREATOR_PID],
+            "creator_alive": creator_alive,
+            "writer": {
+                "pid": q[c.C_W_PID] if writer_alive else None,
+                "alive": writer_alive,
+                "since": _iso(q[c.C_W_SINCE_NS]) if writer_alive else None,
+                "blocks_written": filled,
+                "bytes_written": q[c.C_BYTES_WRITTEN],
+                "blocked_seconds": q[c.C_W_BLOCKED_NS] / 1e9,
+                "attaches": q[c.C_W_ATTACHES],
+            },
+            "readers": readers,
+            "fill_blocks": lag,
+            "fill_fraction": lag / lay.nbufs,
+            "transfer": _current_transfer(ring),
+            "orphan": not creator_alive and not writer_alive and not any(r["alive"] for r in readers),
+        }
+
+
+def _current_transfer(ring: Ring) -> dict[str, Any] | None:
+    q = ring.q
+    xfer_id = q[c.C_XFER_NEXT] - 1
+    if xfer_id < 0:
+        return None
+    rec = ring.xfer_record(xfer_id)
+    try:
+        header = DadaHeader.from_bytes(ring.header_bytes(xfer_id)).text
+    except HeaderError as exc:
+        header = f"(unreadable: {exc})"
+    return {
+        "id": xfer_id,
+        "state": c.XFER_STATE_NAMES[q[rec + c.X_STATE]],
+        "start_block": q[rec + c.X_START_BLOCK],
+        "end_block": q[rec + c.X_END_BLOCK],
+        "header": header,
+    }
+
+
+def list_rings() -> list[dict[str, Any]]:
+    """A short summary of every ring on the machine, orphans marked."""
+    rings = []
+    for key in shm.existing_keys():
+        try:
+            snap = snapshot(key)
+        except RingBufError as exc:
+            rings.append({"key": key, "error": str(exc), "orphan": True})
+            continue
+        rings.append({k: snap[k] for k in ("key", "nbufs", "bufsz", "nreaders", "created",
+                                           "creator_pid", "creator_alive", "fill_fraction",
+                                           "orphan")}
+                     | {"writer_alive": snap["writer"]["alive"],
+                        "readers_alive": sum(r["alive"] for r in snap["readers"])})
+    return rings
