@@ -382,7 +382,8 @@ def play(
     else:
         pair_runs = _pair_runs(paths)
         with RingPairWriter(key, weights_key, timeout=timeout, stop=stop) as pair_writer:
-            _check_pair_layout(pair_writer, pair_runs[0][0])
+            data_run, weights_run, _ = pair_runs[0]
+            _check_pair_layout(pair_writer, data_run[0].resolution(), weights_run[0].resolution())
             for data_run, weights_run, heaps in pair_runs:
                 _play_pair_run(pair_writer, data_run, weights_run, heaps, pacer, summary)
     summary.seconds = time.monotonic() - started
@@ -432,10 +433,8 @@ def _weights_info(data: DadaFileInfo) -> DadaFileInfo:
     return read_dada_file(weights_path_for(data.path))
 
 
-def _check_pair_layout(writer: RingPairWriter, first: DadaFileInfo) -> None:
+def _check_pair_layout(writer: RingPairWriter, dres: int, wres: int) -> None:
     """The rings' blocks must hold the same whole number of heaps of data and weights."""
-    weights = _weights_info(first)
-    dres, wres = first.resolution(), weights.resolution()
     dbuf, wbuf = writer.data.layout.bufsz, writer.weights.layout.bufsz
     if dbuf % dres or wbuf % wres or dbuf // dres != wbuf // wres:
         raise RingBufError(
