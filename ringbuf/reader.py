@@ -13,11 +13,13 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+from posix_ipc import BusyError
 
 from ringbuf import control as c
 from ringbuf import shm
 from ringbuf.errors import EndOfData, RingBusy, WriterDied
 from ringbuf.header import DadaHeader
+from ringbuf.layout import BLOCK_NWORDS
 from ringbuf.ring import Ring, _now_ns
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ class RingReader:
         self._data = self.ring.sem("d", self.slot)
         self._space = self.ring.sem("s", self.slot)
         self._transfer: ReadTransfer | None = None
+        self._views = []  # read-only view of each block, made once
+        for view in self.ring.blocks:
+            view.flags.writeable = False
+            self._views.append(view)
 
     def _claim_slot(self) -> int:
         ring, q = self.ring, self.ring.q
@@ -116,6 +122,23 @@ class RingReader:
     # ----------------------------------------------------------------------------- blocks
     def _next_block(self, xfer: ReadTransfer, timeout: float | None) -> ReadBlock:
         ring, q, base = self.ring, self.ring.q, self.base
+        n = q[base + c.R_CLEARED]
+        if n < q[c.C_W_FILLED]:  # the fast path: a block of this transfer and its token
+            brec = ring.bb + (n % self.layout.nbufs) * BLOCK_NWORDS
+            nbytes = q[brec + c.B_NBYTES]
+            if nbytes and q[brec + c.B_XFER] == xfer.xfer_id:
+                try:
+                    self._data.acquire(0)
+                except BusyError:
+                    return self._next_block_slow(xfer, timeout)
+                q[base + c.R_OPENED] = n + 1
+                view = self._views[n % self.layout.nbufs]
+                return ReadBlock(self, n, view if nbytes == self.layout.bufsz else view[:nbytes],
+                                 q[brec + c.B_OBS_OFFSET])
+        return self._next_block_slow(xfer, timeout)
+
+    def _next_block_slow(self, xfer: ReadTransfer, timeout: float | None) -> ReadBlock:
+        ring, q, base = self.ring, self.ring.q, self.base
         rec = ring.xfer_record(xfer.xfer_id)
         n = q[base + c.R_CLEARED]
 
@@ -148,9 +171,7 @@ class RingReader:
             raise EndOfData(f"ring {self.key}: end of transfer {xfer.xfer_id}")
         q[base + c.R_OPENED] = n + 1
         nbytes = q[brec + c.B_NBYTES]
-        view = ring.blocks[n % self.layout.nbufs, :nbytes]
-        view.flags.writeable = False
-        return ReadBlock(self, n, view, q[brec + c.B_OBS_OFFSET])
+        return ReadBlock(self, n, self._views[n % self.layout.nbufs][:nbytes], q[brec + c.B_OBS_OFFSET])
 
     def _finish(self, xfer: ReadTransfer, rec: int, end_token_taken: bool = False) -> None:
         """Account for the end of ``xfer`` and let the writer reuse its header slot."""
@@ -166,9 +187,9 @@ class RingReader:
         xfer.finished = True
 
     def _clear(self, block: ReadBlock) -> None:
-        q = self.ring.q
-        q[self.base + c.R_BYTES] += len(block.data)
-        q[self.base + c.R_CLEARED] = block.index + 1
+        q, base = self.ring.q, self.base
+        q[base + c.R_BYTES] += block.nbytes
+        q[base + c.R_CLEARED] = block.index + 1
         self._space.release()
 
     def close(self) -> None:
@@ -243,6 +264,8 @@ class ReadTransfer:
 
 class ReadBlock:
     """A block being read: ``data`` is a read-only view of its valid bytes (zero copy)."""
+
+    __slots__ = ("reader", "index", "data", "obs_offset", "nbytes")
 
     def __init__(self, reader: RingReader, index: int, data: np.ndarray, obs_offset: int):
         self.reader = reader

@@ -150,7 +150,9 @@ class Ring:
         self._buf: mmap.mmap | None = None
         try:
             self.layout = self._check_layout(expect)
-            self._buf = mmap.mmap(self.fd, self.layout.total_nbytes)
+            # MAP_POPULATE maps every page now, so the data path takes no page faults later
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            self._buf = mmap.mmap(self.fd, self.layout.total_nbytes, flags=flags)
         except BaseException:
             self._mem.close_fd()
             raise
@@ -160,6 +162,7 @@ class Ring:
         self.q = memoryview(self._buf)[: lay.meta_nwords * 8].cast("q")
         self.headers = np.ndarray((lay.hdr_nbufs, lay.hdr_size), np.uint8, self._buf, lay.hdr_offset)
         self.blocks = np.ndarray((lay.nbufs, lay.bufsz), np.uint8, self._buf, lay.data_offset)
+        self.block_views = list(self.blocks)  # per-block views made once, indexed on the hot path
         self.bb = c.blocks_base(lay.hdr_nbufs)
         self._mutex = threading.Lock()
         if self.word(c.C_FLAGS) & c.FLAG_MLOCK:
@@ -296,7 +299,7 @@ class Ring:
             sem.close()
         self._sems.clear()
         if self._buf is not None:
-            del self.words, self.headers, self.blocks
+            del self.words, self.headers, self.blocks, self.block_views
             self.q.release()
             try:
                 self._buf.close()

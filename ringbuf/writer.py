@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from posix_ipc import BusyError, Semaphore
 
 from ringbuf import control as c
 from ringbuf import shm
 from ringbuf.errors import HeaderError, RingBufError, RingBusy
 from ringbuf.header import DadaHeader
+from ringbuf.layout import BLOCK_NWORDS
 from ringbuf.ring import Ring, _now_ns
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class RingWriter:
                 free = self.layout.nbufs - (q[c.C_W_OPENED] - q[base + c.R_CLEARED])
                 shm.set_semaphore(ring.sem("s", slot), free)
         self._space = [ring.sem("s", i) for i in range(self.layout.nreaders)]
+        self._cleared_words = [c.reader_base(i) + c.R_CLEARED for i in range(self.layout.nreaders)]
         self._data = [ring.sem("d", i) for i in range(self.layout.nreaders)]
 
     # ----------------------------------------------------------------------------- transfers
@@ -134,37 +138,39 @@ class RingWriter:
 
     # ----------------------------------------------------------------------------- blocks
     def _open_block(self, timeout: float | None) -> int:
-        ring, q = self.ring, self.ring.q
-        n = q[c.C_W_OPENED]
-        nbufs = self.layout.nbufs
-        started = time.monotonic_ns()
+        q, n, nbufs = self.ring.q, self.ring.q[c.C_W_OPENED], self.layout.nbufs
         for slot, sem in enumerate(self._space):
-            cleared = c.reader_base(slot) + c.R_CLEARED
-            ring.wait(
-                sem,
-                lambda: n - q[cleared] < nbufs,
-                timeout, self.stop, lambda: None,
-                f"reader slot {slot} to free a block",
-            )
-        q[c.C_W_BLOCKED_NS] += time.monotonic_ns() - started
-        rec = ring.block_record(n)
+            cleared = self._cleared_words[slot]
+            if n - q[cleared] < nbufs:
+                try:
+                    sem.acquire(0)  # the fast path: space is there and so is its token
+                    continue
+                except BusyError:
+                    pass
+            self._wait_for_space(slot, sem, n, timeout)
+        rec = self.ring.bb + (n % nbufs) * BLOCK_NWORDS
         q[rec + c.B_SEQ] += 1  # odd: being written
         q[rec + c.B_ABS] = n
-        q[rec + c.B_NBYTES] = 0
         q[c.C_W_OPENED] = n + 1
         return n
 
+    def _wait_for_space(self, slot: int, sem: Semaphore, n: int, timeout: float | None) -> None:
+        q, cleared, nbufs = self.ring.q, self._cleared_words[slot], self.layout.nbufs
+        started = time.monotonic_ns()
+        self.ring.wait(sem, lambda: n - q[cleared] < nbufs, timeout, self.stop, lambda: None,
+                       f"reader slot {slot} to free a block")
+        q[c.C_W_BLOCKED_NS] += time.monotonic_ns() - started
+
     def _commit(self, n: int, xfer: WriteTransfer, nbytes: int, obs_offset: int) -> None:
-        ring, q = self.ring, self.ring.q
-        rec = ring.block_record(n)
+        q = self.ring.q
+        rec = self.ring.bb + (n % self.layout.nbufs) * BLOCK_NWORDS
         q[rec + c.B_XFER] = xfer.xfer_id
         q[rec + c.B_NBYTES] = nbytes
         q[rec + c.B_OBS_OFFSET] = obs_offset
-        q[rec + c.B_FILLED_NS] = _now_ns()
         q[rec + c.B_SEQ] += 1  # even: stable
         q[c.C_BYTES_WRITTEN] += nbytes
         if nbytes < self.layout.bufsz:  # recorded before publishing, so readers never wait for it
-            _end_record(ring, xfer.xfer_id, c.XFER_ENDED, n + 1, posted=False)
+            _end_record(self.ring, xfer.xfer_id, c.XFER_ENDED, n + 1, posted=False)
             q[c.C_XFER_OPEN] = -1
             xfer.ended = True
         q[c.C_W_FILLED] = n + 1
@@ -222,7 +228,7 @@ class WriteTransfer:
         self.header = header
         self.obs_offset = obs_offset  # of the next block to open
         self.ended = False
-        self._open: list[WriteBlock] = []
+        self._open: deque[WriteBlock] = deque()
         self._partial: WriteBlock | None = None
         self._partial_fill = 0
 
@@ -230,22 +236,21 @@ class WriteTransfer:
         """Open the next block for writing (waits for space; ``timeout=-1`` uses the writer's)."""
         if self.ended:
             raise RingBufError(f"ring {self.writer.key}: transfer {self.xfer_id} has ended")
-        timeout = self.writer.timeout if timeout == -1.0 else timeout
-        n = self.writer._open_block(timeout)
-        bufsz = self.writer.layout.bufsz
-        block = WriteBlock(self, n, self.writer.ring.blocks[n % self.writer.layout.nbufs], self.obs_offset)
-        self.obs_offset += bufsz
+        writer = self.writer
+        n = writer._open_block(writer.timeout if timeout == -1.0 else timeout)
+        block = WriteBlock(self, n, writer.ring.block_views[n % writer.layout.nbufs], self.obs_offset)
+        self.obs_offset += writer.layout.bufsz
         self._open.append(block)
         return block
 
     def _commit(self, block: WriteBlock, nbytes: int) -> None:
-        if not self._open or self._open[0] is not block:
+        if self._open[0] is not block:
             raise RingBufError(
                 f"ring {self.writer.key}: blocks must be committed in the order they were opened"
             )
         if not 0 <= nbytes <= self.writer.layout.bufsz:
             raise ValueError(f"commit of {nbytes} bytes: must be 0..{self.writer.layout.bufsz}")
-        self._open.pop(0)
+        self._open.popleft()
         self.writer._commit(block.index, self, nbytes, block.obs_offset)
 
     def write(self, payload: np.ndarray | bytes | bytearray | memoryview) -> None:
@@ -294,6 +299,8 @@ class WriteTransfer:
 
 class WriteBlock:
     """An open block: ``data`` is a writable view of the whole block."""
+
+    __slots__ = ("transfer", "index", "data", "obs_offset", "committed")
 
     def __init__(self, transfer: WriteTransfer, index: int, data: np.ndarray, obs_offset: int):
         self.transfer = transfer
