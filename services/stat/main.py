@@ -1,0 +1,24 @@
+"""``svc-stat`` entry point: parse, load config, build the service, run it."""
+
+from __future__ import annotations
+
+import click
+
+from services.common.options import DaemonOptions, daemon_options
+from services.common.runner import run_service
+from services.stat.service import StatDaemonConfig, StatService
+
+
+@click.command()
+@daemon_options
+def main(options: DaemonOptions) -> None:
+    """SKA PST STAT statistics of a live data+weights ring pair, into HDF5 files.
+
+    \b
+    Examples:
+      svc-stat --config configs/stat.hdr --autonomous
+      svc-stat --config configs/stat.hdr --socket /run/ringpipe/stat.sock
+      svc-ctl /run/ringpipe/stat.sock configure_beam -o DATA_KEY=a000 -o WEIGHTS_KEY=a010
+    """
+    config = options.load(StatDaemonConfig, StatService)
+    raise SystemExit(run_service(StatService(config), config))

@@ -1,0 +1,160 @@
+"""svc-stat as a real process: a viewer of a real ring pair, real HDF5, real sockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_pair
+from ringbuf.segment import Segment
+from services.common.control import ControlClient
+from services.stat.compute import StatConfig, compute_segment
+from services.stat.generate import BeamSpec, generate_heaps, pst_headers
+from services.stat.layout import PstLayout
+from services.stat.publish import subscribe
+from services.stat.service import output_path
+
+HEAPS_PER_BLOCK = 8
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def workdir():
+    path = Path(tempfile.mkdtemp(prefix="rps", dir="/tmp"))  # short: Unix socket paths
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pair(key_factory):
+    data_header, weights_header = pst_headers("mid", NCHAN=555, SCAN_ID=42,
+                                              EB_ID="eb-test-1", STAT_REQ_TIME_BINS=4)
+    layout = PstLayout.from_headers(data_header, weights_header)
+    dk, wk = key_factory(), key_factory()
+    create_ring_pair(dk, wk, RingLayout(8, HEAPS_PER_BLOCK * layout.data_heap_stride, nreaders=0),
+                     RingLayout(8, HEAPS_PER_BLOCK * layout.weights_heap_stride, nreaders=0))
+    yield dk, wk, data_header, weights_header, layout
+    destroy_ring_pair(dk, wk)
+
+
+def start_daemon(workdir, dk, wk, *extra):
+    cmd = [str(BIN / "svc-stat"), "--socket", str(workdir / "ctl.sock"),
+           "-o", f"DATA_KEY={dk}", "-o", f"WEIGHTS_KEY={wk}", "-o", "STAT_PROC_DELAY_MS=0",
+           "-o", f"STAT_BASE_PATH={workdir}", "-o", f"STAT_PUBLISH_SOCKET={workdir}/pub.sock",
+           "-o", "STAT_REQ_TIME_BINS=4", *extra]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (workdir / "ctl.sock").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "svc-stat did not start"
+        time.sleep(0.05)
+    return proc
+
+
+def write_blocks(dk, wk, data_header, weights_header, layout, nblocks, spec, pause=0.3):
+    with RingPairWriter(dk, wk, timeout=10) as writer:
+        with writer.open_transfer(data_header, weights_header) as xfer:
+            for block in range(nblocks):
+                data, weights = generate_heaps(layout, spec, block * HEAPS_PER_BLOCK, HEAPS_PER_BLOCK)
+                with xfer.open_segment() as seg:
+                    seg.data[:] = data
+                    seg.weights[:] = weights
+                time.sleep(pause)
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, proc.stderr.read()
+
+
+def test_autonomous_daemon_writes_pst_files_with_offline_numbers(workdir, pair):
+    dk, wk, data_header, weights_header, layout = pair
+    spec = BeamSpec(sigma=12.0, tones={100: 40.0}, nan_packets=frozenset({3}), seed=5)
+    proc = start_daemon(workdir, dk, wk, "--autonomous")
+    messages = []
+    try:
+        time.sleep(0.5)
+        listener = threading.Thread(
+            target=lambda: messages.extend(m for m, _ in zip(subscribe(workdir / "pub.sock", 20), range(2))),
+            daemon=True)
+        listener.start()
+        write_blocks(dk, wk, data_header, weights_header, layout, 4, spec, pause=0.6)
+        listener.join(20)
+        with ControlClient(str(workdir / "ctl.sock")) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                status = client.request("status")
+                if status["counters"]["segments_total"] >= 3 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        assert status["state"] == "Scanning"
+        assert status["counters"]["segments_total"] >= 3
+        assert status["counters"]["transfers_total"] == 1
+    finally:
+        stop(proc)
+    # every file is named as SKA PST names it, and holds the numbers of the offline path
+    files = sorted((workdir / "product" / "eb-test-1" / "pst-mid" / "42" / "monitoring_stats").glob("*.h5"))
+    assert len(files) >= 3
+    for number, path in enumerate(files):
+        with h5py.File(path) as f:
+            header = f["HEADER"][0]
+            assert f["FILE_FORMAT_VERSION"][()] == b"1.0.0"
+            obs_offset = round(header["T_MIN"] * data_header.get_float("BYTES_PER_SECOND"))
+            block = obs_offset // (HEAPS_PER_BLOCK * layout.data_heap_stride)
+            assert path == output_path(workdir, data_header, obs_offset, number)
+            data, weights = generate_heaps(layout, spec, block * HEAPS_PER_BLOCK, HEAPS_PER_BLOCK)
+            expected = compute_segment(Segment(data, weights, obs_offset, 0, data_header, weights_header),
+                                       StatConfig(4, 1024, 256))
+            np.testing.assert_array_equal(f["HISTOGRAM_1D_FREQ_AVG"][...], expected.histogram_1d_freq_avg)
+            np.testing.assert_array_equal(f["MEAN_SPECTRUM"][...], expected.mean_spectrum)
+            np.testing.assert_array_equal(f["SPECTROGRAM"][...], expected.spectrogram)
+            assert header["NUM_INVALID_PACKETS"] == (1 if block == 0 else 0)
+    assert len(messages) == 2
+    assert set(messages[0]) >= {"real_pol_a_mean_freq_avg", "imag_pol_b_variance_freq_avg",
+                                "real_pol_a_num_clipped_samples_masked", "scan_id", "obs_offset", "file"}
+    assert messages[0]["scan_id"] == "42"
+
+
+def test_managed_lifecycle_follows_only_its_scan(workdir, pair):
+    dk, wk, data_header, weights_header, layout = pair
+    proc = start_daemon(workdir, dk, wk)
+    try:
+        with ControlClient(str(workdir / "ctl.sock")) as client:
+            assert client.request("configure_beam")["ok"]
+            assert client.request("configure_scan", {"EB_ID": "eb-test-1"})["ok"]
+            refused = client.request("configure_beam")
+            assert not refused["ok"] and "not allowed in state ScanConfigured" in refused["error"]
+            assert client.request("start_scan", {"SCAN_ID": 42})["ok"]
+            write_blocks(dk, wk, data_header, weights_header, layout, 2, BeamSpec(), pause=0.5)
+            deadline = time.monotonic() + 20
+            while client.request("status")["counters"]["segments_total"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert client.request("end_scan")["ok"]
+            assert client.request("deconfigure_scan")["ok"]
+            assert client.request("deconfigure_beam")["ok"]
+            assert client.request("status")["state"] == "Idle"
+    finally:
+        stop(proc)
+
+
+def test_missing_ring_is_refused_and_changes_nothing(workdir, key_factory):
+    proc = start_daemon(workdir, key_factory(), key_factory())
+    try:
+        with ControlClient(str(workdir / "ctl.sock")) as client:
+            reply = client.request("configure_beam")
+            assert not reply["ok"] and "not found: create it" in reply["error"]
+            assert client.request("status")["state"] == "Idle"
+    finally:
+        stop(proc)
