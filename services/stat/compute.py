@@ -1,0 +1,415 @@
+"""StatComputer: SKA PST STAT statistics of a data + weights segment (no I/O).
+
+Follows ``shared/reference/pst-stat.md`` sections 1-3 number for number:
+
+* one weights record per packet; only its float32 scale is used: factor ``float32(1/scale)``,
+  factor 1 for a scale of 0, and a packet whose factor is not finite (NaN scale) is skipped by
+  every statistic and counted in ``num_invalid_packets``;
+* ``x = float32(raw) * factor``, ``P = xI*xI + xQ*xQ`` in float32; histograms and clipping
+  use the raw integers;
+* ``FREQ_MASK`` selects the channels left out of the ``*_RFI_EXCISED`` outputs;
+* ``NCHAN_DS``/``NDAT_DS`` follow :func:`calc_bins`; variances are sample variances (ddof=1).
+
+A :class:`StatComputer` is built for a segment of a known number of heaps (the time bins depend
+on it) and fed in pieces with :meth:`StatComputer.add`, so a long file is processed in constant
+memory; :meth:`StatComputer.result` returns a :class:`StatResult`.  :func:`compute_segment`
+does both for one :class:`ringbuf.segment.Segment`.  Counters are 64-bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ringbuf.errors import HeaderError, RingBufError
+from ringbuf.header import DadaHeader
+from ringbuf.segment import Segment
+from services.stat import kernels
+from services.stat.layout import PstLayout, first_token
+
+logger = logging.getLogger(__name__)
+
+FLT_MAX = np.float32(np.finfo(np.float32).max)
+MAX_REQ_TIME_BINS = 32768
+MAX_REQ_FREQ_BINS = 2048
+DEFAULT_REQ_BINS = 1024
+DEFAULT_NREBIN = 256
+UNKNOWN = "unknown"
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stat-pol-b")
+
+
+class SegmentError(RingBufError, ValueError):
+    """A segment cannot be processed (no whole heap, or data and weights heap counts differ)."""
+
+
+def calc_bins(n: int, req: int) -> int:
+    """SKA PST ``StatProcessor::calc_bins``: the number of bins actually used for ``req``."""
+    if n % req == 0:
+        return req
+    for f in range(max(n // req, 1), 1, -1):
+        if n % f == 0:
+            return n // f
+    return n
+
+
+def requested_bins(value: int, maximum: int) -> int:
+    """A requested bin count, with 0 or anything above ``maximum`` replaced by 1024."""
+    return DEFAULT_REQ_BINS if value <= 0 or value > maximum else value
+
+
+def parse_freq_mask(text: str, source: str = "header") -> list[tuple[float, float]]:
+    """``S1:E1,S2:E2`` (MHz) -> [(S1, E1), ...]; raises HeaderError naming FREQ_MASK."""
+    ranges = []
+    for part in text.split(","):
+        if not part:
+            continue
+        try:
+            start, end = part.split(":")
+            ranges.append((float(start), float(end)))
+        except ValueError:
+            raise HeaderError(f"{source}: FREQ_MASK {text!r}: {part!r} is not START:END") from None
+    return ranges
+
+
+def rfi_mask(freq: float, bw: float, nchan: int, ranges: list[tuple[float, float]]) -> np.ndarray:
+    """True for channels masked by ``ranges`` (start in [S,E) or end in (S,E]; the reference's
+    rule, so a channel that strictly contains a whole range is not masked)."""
+    mask = np.zeros(nchan, bool)
+    width = bw / nchan
+    start = (freq - bw / 2) + np.arange(nchan) * width
+    end = start + width
+    for lo, hi in ranges:
+        mask |= ((start >= lo) & (start < hi)) | ((end > lo) & (end <= hi))
+    return mask
+
+
+@dataclass(frozen=True)
+class StatConfig:
+    """Bin requests (before :func:`calc_bins`) and the rebinned-histogram size."""
+
+    req_time_bins: int = DEFAULT_REQ_BINS
+    req_freq_bins: int = DEFAULT_REQ_BINS
+    nrebin: int = DEFAULT_NREBIN
+
+    @classmethod
+    def from_header(cls, header: DadaHeader, defaults: StatConfig | None = None) -> StatConfig:
+        """STAT_REQ_TIME_BINS, STAT_REQ_FREQ_BINS, STAT_NREBIN, falling back to ``defaults``."""
+        base = defaults or cls()
+        nrebin = header.get_int("STAT_NREBIN", base.nrebin)
+        if nrebin <= 0:
+            raise HeaderError(f"{header.source}: STAT_NREBIN {nrebin} must be positive")
+        return cls(
+            req_time_bins=header.get_int("STAT_REQ_TIME_BINS", base.req_time_bins),
+            req_freq_bins=header.get_int("STAT_REQ_FREQ_BINS", base.req_freq_bins),
+            nrebin=nrebin,
+        )
+
+
+@dataclass(frozen=True)
+class StatResult:
+    """Every output of SKA PST STAT for one segment (names as the HDF5 datasets, lower case).
+
+    Float datasets are float32; count datasets are int64 (the HDF5 writer stores them as
+    uint32 when they fit).  Shapes are those of ``pst-stat.md`` section 2.
+    """
+
+    # HEADER scalars
+    eb_id: str
+    telescope: str
+    scan_id: int
+    beam_id: str
+    utc_start: str
+    t_min: float
+    t_max: float
+    freq: float
+    bw: float
+    start_chan: int
+    npol: int
+    ndim: int
+    nchan: int
+    nbin_hist: int
+    nchan_ds: int
+    ndat_ds: int
+    nrebin: int
+    chan_freq: np.ndarray
+    frequency_bins: np.ndarray
+    timeseries_bins: np.ndarray
+    num_samples: int
+    num_samples_rfi_excised: int
+    num_samples_spectrum: np.ndarray
+    num_invalid_packets: int
+    # datasets
+    mean_frequency_avg: np.ndarray
+    mean_frequency_avg_rfi_excised: np.ndarray
+    variance_frequency_avg: np.ndarray
+    variance_frequency_avg_rfi_excised: np.ndarray
+    mean_spectrum: np.ndarray
+    variance_spectrum: np.ndarray
+    mean_spectral_power: np.ndarray
+    max_spectral_power: np.ndarray
+    histogram_1d_freq_avg: np.ndarray
+    histogram_1d_freq_avg_rfi_excised: np.ndarray
+    histogram_rebinned_2d_freq_avg: np.ndarray
+    histogram_rebinned_2d_freq_avg_rfi_excised: np.ndarray
+    histogram_rebinned_1d_freq_avg: np.ndarray
+    histogram_rebinned_1d_freq_avg_rfi_excised: np.ndarray
+    num_clipped_samples_spectrum: np.ndarray
+    num_clipped_samples: np.ndarray
+    num_clipped_samples_rfi_excised: np.ndarray
+    spectrogram: np.ndarray
+    timeseries: np.ndarray
+    timeseries_rfi_excised: np.ndarray
+    # not written to HDF5: which channels FREQ_MASK excised, and where the segment starts
+    rfi_mask: np.ndarray
+    obs_offset: int
+    nheap: int
+
+
+def _header_text(header: DadaHeader, key: str) -> str:
+    return first_token(header, key) if key in header else UNKNOWN
+
+
+def _nonzero(header: DadaHeader, key: str) -> float:
+    value = header.get_float(key)
+    if value == 0 or not math.isfinite(value):
+        raise HeaderError(f"{header.source}: {key} {header[key]!r} must be a non-zero number")
+    return value
+
+
+class StatComputer:
+    """Accumulates the statistics of one segment of ``nheap`` heaps, fed in any number of pieces.
+
+    ``data_header``/``weights_header`` are validated here (layout keys, RESOLUTION, NBIT 8/16,
+    TSAMP, BYTES_PER_SECOND, FREQ, BW, START_CHANNEL, PICOSECONDS, FREQ_MASK); errors are
+    :class:`HeaderError` naming the header's source and the key.
+    """
+
+    def __init__(self, data_header: DadaHeader, weights_header: DadaHeader, nheap: int,
+                 config: StatConfig | None = None) -> None:
+        if nheap < 1:
+            raise SegmentError(
+                f"{data_header.source}: a segment needs at least one heap, got {nheap}")
+        self.layout = PstLayout.from_headers(data_header, weights_header)
+        self.data_header = data_header
+        self.weights_header = weights_header
+        self.config = config or StatConfig.from_header(data_header)
+        self.nheap = nheap
+        lay = self.layout
+        self.tsamp = _nonzero(data_header, "TSAMP")
+        self.bytes_per_second = _nonzero(data_header, "BYTES_PER_SECOND")
+        self.freq = data_header.get_float("FREQ")
+        self.bw = data_header.get_float("BW")
+        self.start_chan = data_header.get_int("START_CHANNEL")
+        self.picoseconds = data_header.get_int("PICOSECONDS")
+        mask_text = first_token(data_header, "FREQ_MASK") if "FREQ_MASK" in data_header else ""
+        ranges = parse_freq_mask(mask_text, data_header.source)
+        nmask = data_header.get_int("NMASK", 0)
+        if mask_text and nmask != len(ranges):
+            logger.error("%s: NMASK %d does not match the %d FREQ_MASK ranges",
+                         data_header.source, nmask, len(ranges))
+        self.mask = rfi_mask(self.freq, self.bw, lay.nchan, ranges)
+        self.any_mask = bool(self.mask.any())
+
+        ntime = nheap * lay.udp_nsamp
+        cfg = self.config
+        self.ndat_ds = calc_bins(ntime, requested_bins(cfg.req_time_bins, MAX_REQ_TIME_BINS))
+        self.nchan_ds = calc_bins(lay.nchan, requested_bins(cfg.req_freq_bins, MAX_REQ_FREQ_BINS))
+        self.nrebin = cfg.nrebin
+        self.ntime = ntime
+        self.heaps_done = 0
+        self._allocate()
+
+    def _allocate(self) -> None:
+        lay, npol, ndim = self.layout, 2, 2
+        nbins = 1 << lay.nbit
+        nchan, nrebin = lay.nchan, self.nrebin
+        self.nsamp_chan = np.zeros(nchan, np.int64)
+        self.wmean = np.zeros((npol, nchan, ndim), np.float32)  # Welford state: pol, chan, dim
+        self.wm2 = np.zeros((npol, nchan, ndim), np.float32)
+        self.psum = np.zeros((npol, nchan), np.float32)
+        self.pmax = np.zeros((npol, nchan), np.float32)
+        self.clipped = np.zeros((npol, ndim, nchan), np.int64)
+        # 8-bit codes all fit in NREBIN >= 256 rebinned bins: the 1-D histogram is then a sum
+        # of the 2-D one and is not accumulated separately
+        self.hist_from_2d = lay.nbit == 8 and nrebin >= 256
+        hbins = 1 if self.hist_from_2d else nbins
+        self.hist = np.zeros((npol, ndim, hbins), np.int64)
+        self.rhist2 = np.zeros((npol, nrebin, nrebin), np.int64)
+        # masked-channel histograms (excised = full - masked); tiny when nothing is masked
+        mbins, mrebin = (hbins, nrebin) if self.any_mask else (1, 1)
+        self.hist_m = np.zeros((npol, ndim, mbins), np.int64)
+        self.rhist2_m = np.zeros((npol, mrebin, mrebin), np.int64)
+        self.spec = np.zeros((npol, self.nchan_ds, self.ndat_ds), np.float32)
+        self.ts = _timeseries_state(npol, self.ndat_ds)
+        self.tsx = _timeseries_state(npol, self.ndat_ds if self.any_mask else 1)
+        self.invalid_packets = 0
+
+    # ------------------------------------------------------------------ accumulation
+    def add(self, data: np.ndarray, weights: np.ndarray) -> int:
+        """Add the whole heaps in ``data``/``weights`` (uint8, PST layout); returns heaps added.
+
+        Raises SegmentError if the spans hold different numbers of whole heaps or would take the
+        segment beyond the ``nheap`` it was built for.
+        """
+        lay = self.layout
+        ndata, nweights = lay.heaps_in(data.nbytes, weights.nbytes)
+        if ndata != nweights:
+            raise SegmentError(
+                f"{self.data_header.source}: data holds {ndata} whole heaps but "
+                f"{self.weights_header.source} holds {nweights}"
+            )
+        if self.heaps_done + ndata > self.nheap:
+            raise SegmentError(
+                f"{self.data_header.source}: {self.heaps_done + ndata} heaps exceed the "
+                f"segment's {self.nheap}"
+            )
+        if ndata == 0:
+            return 0
+        raw = lay.data_view(np.asarray(data), ndata)
+        scales = np.ascontiguousarray(lay.scales_view(np.asarray(weights), ndata))
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            factors = np.where(scales == 0, np.float32(1), np.float32(1) / scales)
+        factors = factors.astype(np.float32)
+        valid = np.isfinite(factors)
+        self.invalid_packets += int(valid.size - np.count_nonzero(valid))
+        spt = self.ntime // self.ndat_ds
+        cpf = lay.nchan // self.nchan_ds
+        half = 1 << (lay.nbit - 1)
+        args = (self.heaps_done, spt, cpf, self.mask, self.any_mask, half, -half, half - 1,
+                self.nrebin, self.hist_from_2d, self.nsamp_chan, self.wmean.reshape(2, -1),
+                self.wm2.reshape(2, -1), self.psum, self.pmax, self.clipped, self.hist,
+                self.rhist2, self.hist_m, self.rhist2_m, self.spec, *self.ts, *self.tsx)
+        # the two polarisations are independent: one thread each (the kernel releases the GIL)
+        other = _POOL.submit(kernels.accumulate, raw, factors, valid, 1, *args)
+        kernels.accumulate(raw, factors, valid, 0, *args)
+        other.result()
+        valid_per_packet = valid.sum(axis=0) * lay.udp_nsamp
+        self.nsamp_chan += np.repeat(valid_per_packet, lay.udp_nchan)
+        self.heaps_done += ndata
+        return ndata
+
+    # ------------------------------------------------------------------ results
+    def result(self, obs_offset: int) -> StatResult:
+        """The statistics of the heaps added so far (``obs_offset``: data byte offset of heap 0)."""
+        lay, hdr = self.layout, self.data_header
+        mask, nsc = self.mask, self.nsamp_chan
+        unmasked = ~mask
+        everything = np.ones(lay.nchan, bool)
+        wmean = np.ascontiguousarray(self.wmean.transpose(0, 2, 1))  # -> (pol, dim, chan)
+        wm2 = np.ascontiguousarray(self.wm2.transpose(0, 2, 1))
+        mean_fa, var_fa = kernels.combine_channels(nsc, wmean, wm2, everything)
+        if self.any_mask:
+            mean_x, var_x = kernels.combine_channels(nsc, wmean, wm2, unmasked)
+            ts_x = _timeseries_out(*self.tsx)
+        else:
+            mean_x, var_x, ts_x = mean_fa.copy(), var_fa.copy(), None
+        var_spec, power = kernels.finish_channels(nsc, wmean, wm2, self.psum)
+        rhist1, hist1 = self._histograms(self.rhist2, self.hist)
+        rhist1_m, hist1_m = self._histograms(self.rhist2_m, self.hist_m)
+        ts = _timeseries_out(*self.ts)
+
+        # header arrays (double, in the reference's order of operations)
+        width = self.bw / lay.nchan
+        chan_freq = ((self.freq - self.bw / 2) + width / 2) + np.arange(lay.nchan) * width
+        fbf = lay.nchan // self.nchan_ds
+        freq_bins = np.cumsum((chan_freq / fbf).reshape(self.nchan_ds, fbf), axis=1)[:, -1]
+        total_time = self.tsamp * (1 / 1e6) * self.ntime
+        ts_bins = (total_time / self.ndat_ds) * (2 * np.arange(self.ndat_ds) + 1) / 2.0
+        t_min = self.picoseconds * 1e12 / 1e18 + obs_offset / self.bytes_per_second
+
+        def excised(full: np.ndarray, masked: np.ndarray) -> np.ndarray:
+            return full - masked if self.any_mask else full.copy()
+
+        clipped = self.clipped
+        return StatResult(
+            eb_id=_header_text(hdr, "EB_ID"),
+            telescope=_header_text(hdr, "TELESCOPE"),
+            scan_id=hdr.get_int("SCAN_ID", 0),
+            beam_id=_header_text(hdr, "BEAM_ID"),
+            utc_start=_header_text(hdr, "UTC_START"),
+            t_min=t_min,
+            t_max=t_min + total_time,
+            freq=self.freq,
+            bw=self.bw,
+            start_chan=self.start_chan,
+            npol=2,
+            ndim=2,
+            nchan=lay.nchan,
+            nbin_hist=1 << lay.nbit,
+            nchan_ds=self.nchan_ds,
+            ndat_ds=self.ndat_ds,
+            nrebin=self.nrebin,
+            chan_freq=chan_freq,
+            frequency_bins=freq_bins,
+            timeseries_bins=ts_bins,
+            num_samples=int(nsc.sum()),
+            num_samples_rfi_excised=int(nsc[unmasked].sum()),
+            num_samples_spectrum=nsc.copy(),
+            num_invalid_packets=self.invalid_packets,
+            mean_frequency_avg=mean_fa,
+            mean_frequency_avg_rfi_excised=mean_x,
+            variance_frequency_avg=var_fa,
+            variance_frequency_avg_rfi_excised=var_x,
+            mean_spectrum=wmean,
+            variance_spectrum=var_spec,
+            mean_spectral_power=power,
+            max_spectral_power=self.pmax.copy(),
+            histogram_1d_freq_avg=hist1,
+            histogram_1d_freq_avg_rfi_excised=excised(hist1, hist1_m),
+            histogram_rebinned_2d_freq_avg=self.rhist2.copy(),
+            histogram_rebinned_2d_freq_avg_rfi_excised=excised(self.rhist2, self.rhist2_m),
+            histogram_rebinned_1d_freq_avg=rhist1,
+            histogram_rebinned_1d_freq_avg_rfi_excised=excised(rhist1, rhist1_m),
+            num_clipped_samples_spectrum=clipped.copy(),
+            num_clipped_samples=clipped.sum(axis=2),
+            num_clipped_samples_rfi_excised=clipped[:, :, unmasked].sum(axis=2),
+            spectrogram=self.spec.copy(),
+            timeseries=ts,
+            timeseries_rfi_excised=ts.copy() if ts_x is None else ts_x,
+            rfi_mask=mask.copy(),
+            obs_offset=obs_offset,
+            nheap=self.heaps_done,
+        )
+
+
+    def _histograms(self, rhist2: np.ndarray, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rebinned 1-D, 1-D) histograms; both derive from the 2-D one where they can."""
+        npol = rhist2.shape[0]
+        rhist1 = np.stack([rhist2.sum(axis=2), rhist2.sum(axis=1)], axis=1)  # (pol, dim, rebin)
+        if not self.hist_from_2d:
+            return rhist1, hist.copy()
+        full = np.zeros((npol, 2, 1 << self.layout.nbit), np.int64)
+        if rhist2.shape[1] > 1:  # bin r + 128 of a rebinned histogram is 8-bit code r
+            full[:] = rhist1[:, :, : full.shape[2]]
+        return rhist1, full
+
+
+def _timeseries_state(npol: int, nbins: int) -> tuple[np.ndarray, ...]:
+    return (np.zeros((npol, nbins), np.float32), np.full((npol, nbins), FLT_MAX, np.float32),
+            np.zeros((npol, nbins), np.float32), np.zeros((npol, nbins), np.int64))
+
+
+def _timeseries_out(tmax: np.ndarray, tmin: np.ndarray, tmean: np.ndarray,
+                    _cnt: np.ndarray) -> np.ndarray:
+    return np.stack([tmax, tmin, tmean], axis=-1).astype(np.float32)
+
+
+def compute_segment(segment: Segment, config: StatConfig | None = None) -> StatResult:
+    """The statistics of one segment: all its whole heaps (trailing partial heaps ignored).
+
+    Raises SegmentError if the data and weights hold different numbers of whole heaps or none.
+    """
+    layout = PstLayout.from_headers(segment.data_header, segment.weights_header)
+    ndata, nweights = layout.heaps_in(segment.data.nbytes, segment.weights.nbytes)
+    if ndata != nweights or ndata == 0:
+        raise SegmentError(
+            f"{segment.data_header.source}: segment has {ndata} whole data heaps and "
+            f"{nweights} whole weights heaps (need the same number, at least 1)"
+        )
+    computer = StatComputer(segment.data_header, segment.weights_header, ndata, config)
+    computer.add(segment.data, segment.weights)
+    return computer.result(segment.obs_offset)

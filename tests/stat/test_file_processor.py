@@ -1,0 +1,158 @@
+"""stat-file-processor end to end on generated .dada pairs (real files, real HDF5)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ringbuf.header import DadaHeader
+from ringbuf.segment import Segment
+from services.stat.compute import compute_segment
+from services.stat.file_processor import default_output, main
+from services.stat.generate import BeamSpec, generate_heaps, pst_headers, write_pair
+from services.stat.layout import PstLayout
+
+SPEC = BeamSpec(sigma=15.0, tones={7: 30.0}, clip_fraction=0.001, nan_packets=frozenset({4}))
+NAME = "2023-02-14-22:15:37_0000000000000000_000000"
+
+
+def mid_headers(**kw):
+    return pst_headers("mid", FREQ_MASK="4905:4910", NMASK=1, **kw)
+
+
+def expected(nheap: int, first: int = 0, **kw):
+    data_h, weights_h = mid_headers(**kw)
+    layout = PstLayout.from_headers(data_h, weights_h)
+    data, weights = generate_heaps(layout, SPEC, first, nheap)
+    return compute_segment(Segment(data, weights, first * layout.data_heap_stride, 0,
+                                   data_h, weights_h))
+
+
+def assert_file_matches(path: Path, result) -> None:
+    with h5py.File(path, "r") as f:
+        for name in ("MEAN_SPECTRUM", "VARIANCE_FREQUENCY_AVG_RFI_EXCISED", "TIMESERIES",
+                     "SPECTROGRAM", "HISTOGRAM_REBINNED_2D_FREQ_AVG_RFI_EXCISED",
+                     "NUM_CLIPPED_SAMPLES_SPECTRUM"):
+            np.testing.assert_array_equal(f[name][()], getattr(result, name.lower()), name)
+        header = f["HEADER"][0]
+        assert header["NUM_SAMPLES"] == result.num_samples
+        assert header["T_MIN"] == result.t_min
+        assert header["NDAT_DS"] == result.ndat_ds
+
+
+def run(args: list[str]):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_data_and_weights_options(tmp_path: Path) -> None:
+    data, weights = write_pair(tmp_path, *mid_headers(), 12, SPEC)
+    res = run(["-d", str(data), "-w", str(weights), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "stat" / f"{NAME}.h5"
+    assert res.output.strip() == str(out)
+    assert_file_matches(out, expected(12))
+
+
+def test_weights_found_in_sibling_folder_and_output_option(tmp_path: Path) -> None:
+    data, _ = write_pair(tmp_path, *mid_headers(), 12, SPEC)
+    res = run([str(data), "-o", str(tmp_path / "x.h5")])
+    assert res.exit_code == 0, res.output
+    assert_file_matches(tmp_path / "x.h5", expected(12))
+    assert not (tmp_path / "stat").exists() or not any((tmp_path / "stat").iterdir())
+
+
+def test_default_output_names() -> None:
+    assert default_output(Path("data/X.dada")) == Path("stat/X.h5")
+    assert default_output(Path("/a/b/data/X.dada")) == Path("/a/b/stat/X.h5")
+    assert default_output(Path("X.dada")) == Path("X.h5")
+
+
+def test_directory_of_consecutive_files_is_one_stream(tmp_path: Path) -> None:
+    d0, w0 = mid_headers()
+    write_pair(tmp_path, d0, w0, 5, SPEC)
+    d1, w1 = mid_headers(OBS_OFFSET=5 * 8880, FILE_NUMBER=1)
+    write_pair(tmp_path, d1, w1, 7, SPEC)
+    res = run([str(tmp_path / "data"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert_file_matches(tmp_path / "stat" / f"{NAME}.h5", expected(12))
+
+
+def test_segment_heaps_writes_one_file_per_n_heaps(tmp_path: Path) -> None:
+    d0, w0 = mid_headers()
+    write_pair(tmp_path, d0, w0, 5, SPEC)
+    d1, w1 = mid_headers(OBS_OFFSET=5 * 8880, FILE_NUMBER=1)
+    write_pair(tmp_path, d1, w1, 5, SPEC)
+    res = run([str(tmp_path / "data"), "--segment-heaps", "4"])
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "stat").iterdir())
+    assert [f.name for f in files] == [
+        "2023-02-14-22:15:37_0000000000000000_000000.h5",
+        "2023-02-14-22:15:37_0000000000035520_000001.h5",
+        "2023-02-14-22:15:37_0000000000071040_000002.h5"]
+    assert_file_matches(files[0], expected(4))
+    assert_file_matches(files[1], expected(4, first=4))  # spans the two files
+    assert_file_matches(files[2], expected(2, first=8))
+
+
+def write_raw_pair(root: Path, data_h: DadaHeader, weights_h: DadaHeader, data: bytes,
+                   weights: bytes) -> Path:
+    for sub, header, body in (("data", data_h, data), ("weights", weights_h, weights)):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub / "x.dada").write_bytes(header.to_bytes() + body)
+    return root / "data" / "x.dada"
+
+
+def test_trailing_partial_heap_is_ignored(tmp_path: Path) -> None:
+    data_h, weights_h = mid_headers()
+    layout = PstLayout.from_headers(data_h, weights_h)
+    data, weights = generate_heaps(layout, SPEC, 0, 6)
+    path = write_raw_pair(tmp_path, data_h, weights_h, data.tobytes() + b"\1" * 100,
+                          weights.tobytes())
+    res = run([str(path)])
+    assert res.exit_code == 0, res.output
+    assert_file_matches(tmp_path / "stat" / "x.h5", expected(6))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("heaps", "different numbers of whole heaps"),
+    ("nbit", "NBIT 12 is not supported"),
+    ("tsamp", "missing required key TSAMP"),
+    ("resolution", "RESOLUTION 8000 does not match"),
+    ("no_weights", "no weights file found"),
+])
+def test_bad_input_fails_cleanly(tmp_path: Path, case: str, message: str) -> None:
+    data_h, weights_h = mid_headers()
+    layout = PstLayout.from_headers(data_h, weights_h)
+    data, weights = generate_heaps(layout, SPEC, 0, 4)
+    data, weights = data.tobytes(), weights.tobytes()
+    if case == "heaps":
+        weights = weights[: 3 * layout.weights_heap_stride]
+    elif case == "nbit":
+        data_h.set("NBIT", 12)
+    elif case == "tsamp":
+        data_h.delete("TSAMP")
+    elif case == "resolution":
+        data_h.set("RESOLUTION", 8000)
+    path = write_raw_pair(tmp_path, data_h, weights_h, data, weights)
+    if case == "no_weights":
+        (tmp_path / "weights" / "x.dada").unlink()
+    res = CliRunner().invoke(main, [str(path)])
+    assert res.exit_code == 1
+    assert message in res.output and "Traceback" not in res.output
+    assert "x.dada" in res.output
+    assert not list(tmp_path.rglob("*.h5")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_console_script_help_and_exit_code(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("stat-file-processor")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "Examples:" in out.stdout and "--segment-heaps" in out.stdout
+    out = subprocess.run([str(exe), str(tmp_path / "nope.dada")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "does not exist" in out.stderr
