@@ -4,13 +4,14 @@ Prints, from one run on the same directory:
   * dd write  : ``dd if=/dev/zero bs=4M conv=fdatasync`` (data reaches the disk);
   * record    : ``ringbuf junk`` (another process) -> ring -> ``recording.record`` -> files
                 (every file is fdatasync'ed before it is renamed, as in normal use);
-  * dd read   : ``dd of=/dev/null bs=4M`` of a file evicted from the page cache;
+  * dd read   : ``dd of=/dev/null bs=4M`` of the recorded files, evicted from the page cache;
   * play      : the recorded files (evicted from the page cache) -> ``recording.play`` -> ring
                 -> ``ringbuf null`` (another process).
 Goal: record >= 0.8 x dd write and play >= 0.8 x dd read.
 
 Usage: .venv/bin/python benchmarks/record_throughput.py [--size-mb 1024] [--rounds 3] [--dir DIR]
-Medians of interleaved rounds (this VM's disk swings a lot between runs). Stops starting
+Medians of interleaved rounds; ratios are medians of per-round ratios (this VM's disk swings
+a lot between runs, and play needs two busy processes on a 2-core machine). Stops starting
 rounds after --max-seconds (60); cleans up files and rings.
 """
 
@@ -58,6 +59,21 @@ def spawn(*args: str) -> subprocess.Popen:
                             env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def dd_read(files: list[Path]) -> tuple[str, float]:
+    seconds = sum(dd(f"if={path}", "of=/dev/null", "bs=4M") for path in files)
+    return "ddr", sum(path.stat().st_size for path in files) / MB / seconds
+
+
+def play_once(key: str, directory: Path, nbytes: int,
+              procs: list[subprocess.Popen]) -> tuple[str, float]:
+    procs.append(spawn("null", "-k", key, "--transfers", "1", "--json", "--timeout", "60"))
+    time.sleep(0.5)  # let the reader attach
+    summary = play(key, directory, timeout=60)
+    out, _ = procs[-1].communicate(timeout=60)
+    assert json.loads(out)["bytes"] == nbytes and summary.bytes == nbytes
+    return "play", summary.bytes / MB / summary.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="MiB per measurement")
@@ -84,8 +100,6 @@ def main() -> None:
             t = dd("if=/dev/zero", f"of={ddfile}", "bs=4M", f"count={nbytes >> 22}",
                    "conv=fdatasync")
             rates["ddw"].append(nbytes / MB / t)
-            evict(ddfile)
-            rates["ddr"].append(nbytes / MB / dd(f"if={ddfile}", "of=/dev/null", "bs=4M"))
             ddfile.unlink()
 
             rec_dir = work / "rec"
@@ -96,27 +110,32 @@ def main() -> None:
             assert rec.bytes == nbytes, rec.as_dict()
             rates["rec"].append(rec.bytes / MB / rec.seconds)
 
-            for path in rec_dir.iterdir():
-                evict(path)
-            procs.append(spawn("null", "-k", key, "--transfers", "1", "--json", "--timeout", "60"))
-            time.sleep(0.5)  # let the reader attach
-            pl = play(key, rec_dir, timeout=60)
-            out, _ = procs[-1].communicate(timeout=60)
-            assert json.loads(out)["bytes"] == nbytes and pl.bytes == nbytes
-            rates["play"].append(pl.bytes / MB / pl.seconds)
+            files = sorted(rec_dir.iterdir())
+            readers = [lambda: dd_read(files), lambda: play_once(key, rec_dir, nbytes, procs)]
+            if len(rates["rec"]) % 2 == 0:  # alternate the order, so neither gains from it
+                readers.reverse()
+            for measure in readers:
+                for path in files:  # both read the recorded files from the disk
+                    evict(path)
+                name, rate = measure()
+                rates[name].append(rate)
             shutil.rmtree(rec_dir)
+            print(f"round {len(rates['rec'])}: dd write {rates['ddw'][-1]:.0f}, record "
+                  f"{rates['rec'][-1]:.0f}, dd read {rates['ddr'][-1]:.0f}, play "
+                  f"{rates['play'][-1]:.0f} MB/s", flush=True)
             if time.monotonic() > deadline:
                 break
 
         med = {name: statistics.median(values) for name, values in rates.items()}
+        # paired ratios: each round's record/play against the dd run next to it
+        rec_ratio = statistics.median(r / d for r, d in zip(rates["rec"], rates["ddw"]))
+        play_ratio = statistics.median(p / d for p, d in zip(rates["play"], rates["ddr"]))
         runs = len(rates["rec"])
-        print(f"disk: {work} ({opts.size_mb} MiB per measurement, median of {runs} rounds)")
+        print(f"disk: {work} ({opts.size_mb} MiB per measurement, medians of {runs} rounds)")
         print(f"dd write (fdatasync) {med['ddw']:9.1f} MB/s")
-        print(f"record               {med['rec']:9.1f} MB/s   ratio {med['rec'] / med['ddw']:5.2f}"
-              f" (goal >= 0.8)")
+        print(f"record               {med['rec']:9.1f} MB/s   ratio {rec_ratio:5.2f} (goal >= 0.8)")
         print(f"dd read (uncached)   {med['ddr']:9.1f} MB/s")
-        print(f"play                 {med['play']:9.1f} MB/s   ratio "
-              f"{med['play'] / med['ddr']:5.2f} (goal >= 0.8)")
+        print(f"play                 {med['play']:9.1f} MB/s   ratio {play_ratio:5.2f} (goal >= 0.8)")
     finally:
         for proc in procs:
             if proc.poll() is None:

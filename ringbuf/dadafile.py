@@ -141,7 +141,9 @@ def read_dada_file(path: str | os.PathLike[str]) -> DadaFileInfo:
     return DadaFileInfo(path, header, hdr_size, size - hdr_size, obs_offset)
 
 
-def file_header(header: DadaHeader, obs_offset: int, file_size: int, file_number: int) -> DadaHeader:
+def file_header(
+    header: DadaHeader, obs_offset: int, file_size: int, file_number: int
+) -> DadaHeader:
     """A copy of a transfer header with the per-file keys set (HDR_SIZE added if absent)."""
     out = header.copy()
     if "HDR_SIZE" not in out:
@@ -255,7 +257,9 @@ def default_file_size(header: DadaHeader) -> int:
         rate = header.get_float("BYTES_PER_SECOND", float(DEFAULT_BYTES_PER_SECOND))
         size = int(DEFAULT_FILE_SECONDS * rate)
     if size <= 0:
-        raise HeaderError(f"{header.source}: file size {size} (FILE_SIZE/BYTES_PER_SECOND) must be positive")
+        raise HeaderError(
+            f"{header.source}: file size {size} (FILE_SIZE/BYTES_PER_SECOND) must be positive"
+        )
     return size
 
 

@@ -89,7 +89,8 @@ def check_contiguous(infos: Sequence[DadaFileInfo]) -> None:
     for prev, nxt in zip(infos, infos[1:]):
         if nxt.utc_start != prev.utc_start:
             raise DadaFileError(
-                f"{nxt.path}: UTC_START {nxt.utc_start} differs from {prev.utc_start} in {prev.path}"
+                f"{nxt.path}: UTC_START {nxt.utc_start} differs from {prev.utc_start} "
+                f"in {prev.path}"
             )
         if nxt.obs_offset != prev.obs_end:
             what = "gap" if nxt.obs_offset > prev.obs_end else "overlap"

@@ -68,7 +68,8 @@ class RingPairWriter:
 
     def open_transfer(self, data_header: DadaHeader | Mapping[str, Any],
                       weights_header: DadaHeader | Mapping[str, Any],
-                      obs_offset: int = 0, weights_obs_offset: int = 0) -> PairWriteTransfer:
+                      obs_offset: int | None = None,
+                      weights_obs_offset: int | None = None) -> PairWriteTransfer:
         return PairWriteTransfer(
             self.data.open_transfer(data_header, obs_offset),
             self.weights.open_transfer(weights_header, weights_obs_offset),

@@ -12,6 +12,7 @@ transfer whose header is its first file's header without FILE_SIZE and FILE_NUMB
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -29,7 +30,14 @@ from ringbuf.dadafile import (
     file_end,
     read_dada_file,
 )
-from ringbuf.errors import DadaFileError, HeaderError, Interrupted, RingBufError, Timeout, WriterDied
+from ringbuf.errors import (
+    DadaFileError,
+    HeaderError,
+    Interrupted,
+    RingBufError,
+    Timeout,
+    WriterDied,
+)
 from ringbuf.file_segments import (
     PathsArg,
     check_contiguous,
@@ -46,6 +54,7 @@ from ringbuf.writer import RingWriter
 logger = logging.getLogger(__name__)
 
 _MB = 1e6
+_READ_CHUNK = 4 << 20  # read() size when playing; like dd bs=4M, kinder to readahead
 
 
 @dataclass
@@ -163,6 +172,8 @@ class PairRecorder:
                 w.begin_file(self._end_heap * self.wres - w.offset, name_offset=d.offset)
             dtake = max(0, min(len(data) - dpos, self._end_heap * self.dres - d.offset))
             wtake = max(0, min(len(weights) - wpos, self._end_heap * self.wres - w.offset))
+            if dtake == 0 and wtake == 0:  # streams out of step: keep the rest, no split
+                dtake, wtake = len(data) - dpos, len(weights) - wpos
             d.write(data[dpos : dpos + dtake])
             w.write(weights[wpos : wpos + wtake])
             dpos += dtake
@@ -241,11 +252,9 @@ def _record_transfer(xfer: ReadTransfer | PairReadTransfer, root: Path, file_siz
     """Record one transfer; False if recording should stop (stop event)."""
     header = xfer.data_header if isinstance(xfer, PairReadTransfer) else xfer.header
     size = file_size if file_size is not None else default_file_size(header)
-    base = _header_offset(header)
     recorder: StreamRecorder | PairRecorder
     if isinstance(xfer, PairReadTransfer):
         recorder = pair_rec = PairRecorder(root, header, xfer.weights_header, size, sync)
-        wbase = _header_offset(xfer.weights_header)
     else:
         recorder = stream_rec = StreamRecorder(root, header, size, sync)
     carry_on = True
@@ -253,13 +262,12 @@ def _record_transfer(xfer: ReadTransfer | PairReadTransfer, root: Path, file_siz
         try:
             if isinstance(xfer, PairReadTransfer):
                 for seg in xfer:
-                    pair_rec.write(base + seg.obs_offset, seg.data,
-                                   wbase + seg.weights_obs_offset, seg.weights)
+                    pair_rec.write(seg.obs_offset, seg.data, seg.weights_obs_offset, seg.weights)
                     summary.bytes += seg.data.size
                     summary.weights_bytes += seg.weights.size
             else:
                 for blk in xfer:
-                    stream_rec.write(base + blk.obs_offset, blk.data)
+                    stream_rec.write(blk.obs_offset, blk.data)
                     summary.bytes += blk.nbytes
         except WriterDied as exc:
             summary.incomplete += 1
@@ -296,7 +304,7 @@ class _RunReader:
         self._infos = list(infos)
         self._limits = list(limits) if limits is not None else [i.data_size for i in infos]
         self._index = -1
-        self._fh: object = None
+        self._fh: io.FileIO | None = None
         self._left = 0
 
     def readinto(self, view: memoryview) -> int:
@@ -305,8 +313,9 @@ class _RunReader:
         while filled < len(view):
             if self._left == 0 and not self._next_file():
                 break
-            want = min(len(view) - filled, self._left)
-            n = self._fh.readinto(view[filled : filled + want])  # type: ignore[attr-defined]
+            want = min(len(view) - filled, self._left, _READ_CHUNK)
+            assert self._fh is not None
+            n = self._fh.readinto(view[filled : filled + want])
             if not n:
                 info = self._infos[self._index]
                 raise DadaFileError(f"{info.path}: file shrank while being read")
@@ -321,8 +330,8 @@ class _RunReader:
             return False
         info = self._infos[self._index]
         try:
-            self._fh = open(info.path, "rb", buffering=0)  # noqa: SIM115 (closed in close())
-            self._fh.seek(info.hdr_size)  # type: ignore[attr-defined]
+            self._fh = io.FileIO(info.path, "r")
+            self._fh.seek(info.hdr_size)
         except OSError as exc:
             raise DadaFileError(f"{info.path}: cannot read: {exc.strerror}") from None
         self._left = self._limits[self._index]
@@ -330,7 +339,7 @@ class _RunReader:
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()  # type: ignore[attr-defined]
+            self._fh.close()
             self._fh = None
 
 
@@ -438,8 +447,8 @@ def _check_pair_layout(writer: RingPairWriter, dres: int, wres: int) -> None:
     dbuf, wbuf = writer.data.layout.bufsz, writer.weights.layout.bufsz
     if dbuf % dres or wbuf % wres or dbuf // dres != wbuf // wres:
         raise RingBufError(
-            f"ring pair {writer.keys}: blocks of {dbuf} and {wbuf} bytes do not hold the same whole "
-            f"number of heaps (data RESOLUTION {dres}, weights RESOLUTION {wres})"
+            f"ring pair {writer.keys}: blocks of {dbuf} and {wbuf} bytes do not hold the same "
+            f"whole number of heaps (data RESOLUTION {dres}, weights RESOLUTION {wres})"
         )
 
 

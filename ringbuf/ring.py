@@ -273,8 +273,8 @@ class Ring:
                     if ready():
                         return True
                     continue
-                except posix_ipc.BusyError:
-                    pass
+                except (posix_ipc.BusyError, posix_ipc.SignalError):
+                    pass  # a timeout, or a signal whose handler may have set ``stop``
             else:
                 time.sleep(min(slice_s, 0.001))
             if ready():

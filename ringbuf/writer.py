@@ -81,8 +81,13 @@ class RingWriter:
         self._data = [ring.sem("d", i) for i in range(self.layout.nreaders)]
 
     # ----------------------------------------------------------------------------- transfers
-    def open_transfer(self, header: DadaHeader | Mapping[str, Any], obs_offset: int = 0) -> WriteTransfer:
-        """Start a transfer: write its header and return it (a context manager that ends it)."""
+    def open_transfer(self, header: DadaHeader | Mapping[str, Any],
+                      obs_offset: int | None = None) -> WriteTransfer:
+        """Start a transfer: write its header and return it (a context manager that ends it).
+
+        The transfer starts at the header's OBS_OFFSET (set from ``obs_offset`` if given, 0 if
+        absent); every block's ``obs_offset`` is that plus the bytes before it in the transfer.
+        """
         if self._transfer is not None and not self._transfer.ended:
             raise RingBufError(f"ring {self.key}: a transfer is already open; end it first")
         hdr = header.copy() if isinstance(header, DadaHeader) else DadaHeader(header)
@@ -93,8 +98,9 @@ class RingWriter:
                 f"ring {self.key}: header HDR_SIZE {hdr.hdr_size} exceeds the ring's header "
                 f"block size {self.layout.hdr_size}"
             )
-        if "OBS_OFFSET" not in hdr:
-            hdr.set("OBS_OFFSET", obs_offset)
+        if obs_offset is not None or "OBS_OFFSET" not in hdr:
+            hdr.set("OBS_OFFSET", obs_offset or 0)
+        obs_offset = hdr.get_int("OBS_OFFSET")
         text = hdr.to_bytes(self.layout.hdr_size).split(b"\x00", 1)[0]
         ring, q = self.ring, self.ring.q
         xfer_id = q[c.C_XFER_NEXT]

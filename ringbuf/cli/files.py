@@ -1,4 +1,4 @@
-"""``ringbuf record`` (like dada_dbdisk), ``ringbuf play`` (like dada_diskdb), ``ringbuf header``."""
+"""``ringbuf record`` (like dada_dbdisk), ``ringbuf play`` (dada_diskdb), ``ringbuf header``."""
 
 from __future__ import annotations
 
@@ -55,11 +55,8 @@ def record_command(key: str, directory: Path, weights_key: str | None, file_size
       ringbuf record -k a000 --weights-key a010 -D /data/scan1 --file-size 1000000000
     """
     stop = stop_on_signals()
-    try:
-        summary = record(key, directory, weights_key=weights_key, file_size=file_size,
-                         transfers=transfers, timeout=timeout, stop=stop)
-    except Interrupted:
-        return
+    summary = record(key, directory, weights_key=weights_key, file_size=file_size,
+                     transfers=transfers, timeout=timeout, stop=stop)
     _report(summary, as_json, "recorded")
 
 
@@ -110,7 +107,7 @@ def header_command(source: str) -> None:
       ringbuf header a000
     """
     path = Path(source)
-    if path.exists():
+    if path.exists() or "/" in source or source.endswith(".dada"):
         click.echo(read_dada_file(path).header.text.rstrip("\n"))
         return
     with RingViewer(source) as viewer:
