@@ -1,0 +1,14 @@
+"""The service framework every ringpipe daemon is built on.
+
+One module per job:
+
+* :mod:`~services.common.config` -- typed, layered ``KEY value`` configuration
+* :mod:`~services.common.counters` -- counters, drop reasons, health
+* :mod:`~services.common.lifecycle` -- the SKA PST scan state machine and the ``Service`` hooks
+* :mod:`~services.common.protocol`, :mod:`~services.common.control` -- the msgpack control socket
+* :mod:`~services.common.runner` -- ``run_service``: signals, sd_notify, watchdog, exit codes
+* :mod:`~services.common.options` -- the shared click options of every daemon
+* :mod:`~services.common.systemd`, :mod:`~services.common.logging` -- sd_notify, one-line logs
+* :mod:`~services.common.ctl` -- ``svc-ctl``
+* :mod:`~services.common.testing` -- ``svc-demo``, a ring-less demo daemon for tests and docs
+"""

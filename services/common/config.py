@@ -1,0 +1,388 @@
+"""Typed, layered configuration from DADA-style ``KEY value`` files.
+
+A configuration is a frozen dataclass whose fields are declared with :func:`setting`::
+
+    @dataclass(frozen=True, kw_only=True)
+    class BeamConfig(Config):
+        data_key: str = setting("DATA_KEY", str, validator=hex_key, help="data ring key")
+        nbufs: int = setting("DB_NBUFS", int, default=8, validator=positive, help="blocks")
+
+        def check(self) -> Iterable[str]:          # cross-key checks, after every key parsed
+            if ...: yield "DATA_KEY and WEIGHTS_KEY must differ"
+
+Values are looked up by key in layers; a higher layer wins:
+
+    code defaults  <  config files (later files win)  <  environment ``RINGPIPE_<KEY>``
+                   <  ``-o KEY=VALUE`` options  <  the config map of a control command
+
+(``transmission.rate`` is read from ``RINGPIPE_TRANSMISSION_RATE``). Files are read with the
+project's header codec, so a malformed line is an error naming the file and line. Files may
+hold keys that a given dataclass does not declare (one file can feed several services and
+the ring creation); ``-o`` options and command maps may not, so typos are caught.
+
+Every problem (missing key, unparsable value, failed validator, failed cross-key check) is
+collected and raised at once as one :class:`ConfigError` that names the files and the keys,
+each with the layer its value came from.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ringbuf.errors import HeaderError
+from ringbuf.header import DadaHeader
+
+ENV_PREFIX = "RINGPIPE_"
+_META = "ringpipe.setting"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+C = TypeVar("C", bound="Config")
+
+
+class ConfigError(HeaderError):
+    """One or more configuration problems; ``problems`` lists each, naming its key."""
+
+    def __init__(self, where: str, problems: Sequence[str]) -> None:
+        self.where = where
+        self.problems = list(problems)
+        count = f"{len(self.problems)} problems" if len(self.problems) > 1 else "1 problem"
+        super().__init__(f"{where}: {count}: " + "; ".join(self.problems))
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The declaration of one configuration key (see :func:`setting`)."""
+
+    key: str
+    kind: Callable[..., Any]
+    default: Any = REQUIRED
+    help: str = ""
+    validator: Callable[[Any], None] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def parse(self, raw: object) -> Any:
+        """Turn a text value (or a native value from a msgpack map) into this key's type."""
+        value = _convert(self.kind, raw)
+        if self.validator is not None:
+            self.validator(value)
+        return value
+
+
+def setting(
+    key: str,
+    kind: Callable[..., Any],
+    *,
+    default: Any = REQUIRED,
+    help: str = "",
+    validator: Callable[[Any], None] | None = None,
+) -> Any:
+    """Declare a dataclass field read from config key ``key``.
+
+    ``kind`` is ``str``, ``int``, ``float``, ``bool``, ``Path``, an ``Enum`` class or any
+    callable that parses a string (raising ValueError). ``validator`` raises ValueError with a
+    short reason (``"must be positive"``). Without ``default`` the key is required.
+    """
+    spec = Setting(key, kind, default, help, validator)
+    if spec.required:
+        return field(metadata={_META: spec})
+    return field(default=default, metadata={_META: spec})
+
+
+def env_name(key: str, prefix: str = ENV_PREFIX) -> str:
+    """The environment variable for ``key``: ``transmission.rate`` -> RINGPIPE_TRANSMISSION_RATE."""
+    return prefix + re.sub(r"[^A-Za-z0-9]", "_", key).upper()
+
+
+# --------------------------------------------------------------------------- value conversion
+def _convert(kind: Callable[..., Any], raw: object) -> Any:
+    if isinstance(raw, str):
+        raw = raw.strip()
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError("is not a boolean (true/false)")
+    if kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            try:
+                return int(raw, 0) if raw.lower().startswith(("0x", "0o", "0b")) else int(raw)
+            except ValueError:
+                pass
+        raise ValueError("is not an integer")
+    if kind is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        raise ValueError("is not a number")
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a string, not {type(raw).__name__}")
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        for member in kind:
+            if raw.lower() in (str(member.value).lower(), member.name.lower()):
+                return member
+        raise ValueError("is not one of " + ", ".join(str(m.value) for m in kind))
+    if kind is str:
+        return raw
+    parser: Callable[[str], Any] = kind
+    return parser(raw)
+
+
+def octal(text: str) -> int:
+    """Parse a file mode such as ``0660``."""
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ValueError("is not an octal file mode such as 0660") from None
+
+
+# --------------------------------------------------------------------------- validators
+def positive(value: float) -> None:
+    if not value > 0:
+        raise ValueError("must be positive")
+
+
+def non_negative(value: float) -> None:
+    if not value >= 0:
+        raise ValueError("must not be negative")
+
+
+def in_range(low: float, high: float) -> Callable[[float], None]:
+    """A validator for ``low <= value <= high``."""
+
+    def check(value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+
+    return check
+
+
+def one_of(*choices: str) -> Callable[[str], None]:
+    """A validator for a string among ``choices``."""
+
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+
+    return check
+
+
+def hex_key(value: str) -> None:
+    """A ring key: 1 to 8 hexadecimal digits, as PSRDADA writes them (``a000``, ``dada``)."""
+    if not re.fullmatch(r"[0-9a-fA-F]{1,8}", value):
+        raise ValueError("is not a ring key (1 to 8 hexadecimal digits, e.g. a000)")
+
+
+def log_level(value: str) -> None:
+    if value and value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+
+
+# --------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where configuration values come from, lowest layer first (see the module docstring).
+
+    ``files`` are ``(path, values)`` pairs; ``overrides`` are ``(origin, values)`` pairs above
+    the environment (``-o`` options, then command maps).
+    """
+
+    files: tuple[tuple[str, Mapping[str, str]], ...] = ()
+    environ: Mapping[str, str] = field(default_factory=dict)
+    overrides: tuple[tuple[str, Mapping[str, object]], ...] = ()
+    env_prefix: str = ENV_PREFIX
+
+    @classmethod
+    def load(
+        cls,
+        paths: Iterable[str | os.PathLike[str]] = (),
+        overrides: Sequence[str] | Mapping[str, object] = (),
+        environ: Mapping[str, str] | None = None,
+        env_prefix: str = ENV_PREFIX,
+    ) -> ConfigSource:
+        """Read config files (HeaderError naming file and line) and ``-o KEY=VALUE`` options."""
+        files = tuple((str(p), dict(DadaHeader.load(p).items())) for p in paths)
+        source = cls(files, dict(os.environ if environ is None else environ), (), env_prefix)
+        if overrides:
+            source = source.with_overrides("-o", parse_overrides(overrides))
+        return source
+
+    def with_overrides(self, origin: str, values: Mapping[str, object]) -> ConfigSource:
+        """A new source with ``values`` (from ``origin``) above every existing layer."""
+        return ConfigSource(
+            self.files, self.environ, self.overrides + ((origin, dict(values)),), self.env_prefix
+        )
+
+    def lookup(self, key: str) -> tuple[object, str] | None:
+        """The winning ``(value, origin)`` for ``key``, or None if no layer sets it."""
+        for origin, values in reversed(self.overrides):
+            if key in values:
+                return values[key], origin
+        name = env_name(key, self.env_prefix)
+        if name in self.environ:
+            return self.environ[name], f"env {name}"
+        for path, values in reversed(self.files):
+            if key in values:
+                return values[key], path
+        return None
+
+    def unknown_keys(self, known: Iterable[str]) -> list[str]:
+        """Keys set by ``-o`` or a command map that no declared setting reads."""
+        known = set(known)
+        return [
+            f"{key} ({origin}): unknown key"
+            for origin, values in self.overrides
+            for key in values
+            if key not in known
+        ]
+
+    def describe(self) -> str:
+        """The config files, for error messages."""
+        if self.files:
+            return "config " + ", ".join(path for path, _ in self.files)
+        return "config"
+
+
+def parse_overrides(items: Sequence[str] | Mapping[str, object]) -> dict[str, object]:
+    """``["KEY=VALUE", ...]`` -> ``{"KEY": "VALUE"}``; ConfigError for an item without '='."""
+    if isinstance(items, Mapping):
+        return dict(items)
+    values: dict[str, object] = {}
+    bad = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            bad.append(f"-o {item!r}: expected KEY=VALUE")
+        else:
+            values[key.strip()] = value
+    if bad:
+        raise ConfigError("options", bad)
+    return values
+
+
+# --------------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Base of every configuration dataclass; ``source`` keeps the layers it was built from."""
+
+    source: ConfigSource = field(default_factory=ConfigSource, repr=False, compare=False)
+
+    def check(self) -> Iterable[str]:
+        """Cross-key checks: yield one message per problem, naming the keys involved."""
+        return ()
+
+    @classmethod
+    def settings(cls) -> list[Setting]:
+        """The declared settings, in field order."""
+        return [f.metadata[_META] for f in fields(cls) if _META in f.metadata]
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [s.key for s in cls.settings()]
+
+    def to_dict(self) -> dict[str, object]:
+        """``{KEY: value}`` of every setting (enums as values, paths as strings)."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            if _META in f.metadata:
+                value = getattr(self, f.name)
+                if f.metadata[_META].kind is octal:
+                    value = f"{value:04o}"
+                elif isinstance(value, enum.Enum):
+                    value = value.value
+                elif isinstance(value, Path):
+                    value = str(value)
+                out[f.metadata[_META].key] = value
+        return out
+
+
+def build_config(cls: type[C], source: ConfigSource, where: str | None = None) -> C:
+    """Build ``cls`` from ``source``; ConfigError listing every problem at once."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in fields(cls):
+        spec: Setting | None = f.metadata.get(_META)
+        if spec is None:
+            continue
+        found = source.lookup(spec.key)
+        if found is None:
+            if spec.required:
+                detail = f" ({spec.help})" if spec.help else ""
+                problems.append(f"{spec.key}: missing, required{detail}")
+            else:
+                values[f.name] = spec.default
+            continue
+        raw, origin = found
+        try:
+            values[f.name] = spec.parse(raw)
+        except ValueError as exc:
+            problems.append(f"{spec.key} {raw!r} ({origin}): {exc}")
+    if not problems:
+        config = cls(source=source, **values)
+        problems = list(config.check())
+        if not problems:
+            return config
+    raise ConfigError(where or source.describe(), problems)
+
+
+# --------------------------------------------------------------------------- daemon settings
+class Mode(str, enum.Enum):
+    """How a daemon is driven: by control commands, or by itself from its config and rings."""
+
+    MANAGED = "managed"
+    AUTONOMOUS = "autonomous"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonConfig(Config):
+    """Settings every daemon has; a service's own config dataclass extends this one."""
+
+    name: str = setting("NAME", str, default="", help="instance name (default: the program)")
+    mode: Mode = setting("MODE", Mode, default=Mode.MANAGED, help="managed or autonomous")
+    control_socket: str = setting(
+        "CONTROL_SOCKET",
+        str,
+        default="",
+        help="control socket path (default $RUNTIME_DIRECTORY/<name>.sock or /run/ringpipe/...)",
+    )
+    control_socket_mode: int = setting(
+        "CONTROL_SOCKET_MODE", octal, default=0o660, help="permissions of the control socket"
+    )
+    log_level: str = setting(
+        "LOG_LEVEL", str, default="", validator=log_level, help="DEBUG, INFO (default), ..."
+    )
+    log_interval_s: float = setting(
+        "LOG_INTERVAL_S", float, default=10.0, validator=positive, help="counter-delta log period"
+    )
+    stale_after_s: float = setting(
+        "STALE_AFTER_S", float, default=10.0, validator=positive,
+        help="health turns DEGRADED after this long without data while scanning",
+    )  # fmt: skip
+    stop_timeout_s: float = setting(
+        "STOP_TIMEOUT_S", float, default=20.0, validator=positive,
+        help="how long end_scan / shutdown waits for the scan loop to drain",
+    )  # fmt: skip
