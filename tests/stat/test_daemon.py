@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -85,9 +84,13 @@ def test_autonomous_daemon_writes_pst_files_with_offline_numbers(workdir, pair):
     messages = []
     try:
         time.sleep(0.5)
-        listener = threading.Thread(
-            target=lambda: messages.extend(m for m, _ in zip(subscribe(workdir / "pub.sock", 20), range(2))),
-            daemon=True)
+        def listen():
+            for message in subscribe(workdir / "pub.sock", 20):
+                messages.append(message)
+                if len(messages) == 2:
+                    return
+
+        listener = threading.Thread(target=listen, daemon=True)
         listener.start()
         write_blocks(dk, wk, data_header, weights_header, layout, 4, spec, pause=0.6)
         listener.join(20)
