@@ -1,0 +1,212 @@
+"""Profile assemblers: turn one received spead2 chunk into one ring segment, and build headers.
+
+A chunk holds the payloads of every heap of one ring block, back to back, in ring order
+(visibilities: dump, channel block; beams: PST heap, packet). One copy splits it into the
+data block and the weights block; heaps that never arrived are filled explicitly, so a
+recycled chunk can never leak stale data into a block:
+
+* visibilities: VIS 0, TCI 0, FD 0 (FD 0 = "no data");
+* voltage beams: data 0, scale NaN, weights 0 (SKA PST's dropped packet).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ringbuf.header import DadaHeader
+from services.ingest import icd, placement
+from services.ingest.config import IngestConfig
+
+logger = logging.getLogger(__name__)
+
+ICD_REVISION = "CBF-SDP ICD, SPEAD-64-48 items 0x6000-0x600A (emulator revision, see docs/icd.md)"
+
+
+def utc_string(seconds: float) -> str:
+    """DADA UTC_START format of a Unix time, floored to the second."""
+    return dt.datetime.fromtimestamp(int(seconds // 1), dt.timezone.utc).strftime("%Y-%m-%d-%H:%M:%S")
+
+
+@dataclass(frozen=True)
+class PlaceSpec:
+    """What the receiver needs to configure the place callback of stream (port) ``i``."""
+
+    items: tuple[int, ...]
+    cfunc: object
+    period: int
+    chans_per_heap: int
+    nblocks: int  # channel blocks per time step
+    steps_per_chunk: int
+    nbaseline: int
+    heap_bytes: int
+    known_items: tuple[int, ...]
+    meta_ids: tuple[int, ...]
+    extra_bytes: int = 0  # chunk ``extra`` bytes per heap
+
+
+class VisAssembler:
+    """The CBF-SDP visibility profile (see the ring-pair contract in docs/ingest.md)."""
+
+    def __init__(self, config: IngestConfig, data_bufsz: int) -> None:
+        data_resolution = config.nchan * (config.nant * (config.nant + 1) // 2) * 32
+        dpb = config.dumps_per_block or max(1, data_bufsz // data_resolution)
+        self.config = config
+        self.layout = icd.VisLayout(
+            nant=config.nant, nchan=config.nchan, start_channel=config.start_channel,
+            channels_per_heap=config.channels_per_stream, nstreams=config.nstreams,
+            dumps_per_block=dpb, int_time=config.int_time)
+        lay = self.layout
+        self.heaps_per_chunk = lay.heaps_per_chunk
+        self.heap_bytes = lay.heap_bytes
+        self.data_bytes = dpb * lay.data_resolution
+        self.weights_bytes = dpb * lay.weights_resolution
+        self.spec = PlaceSpec(
+            placement.VIS_ITEMS, placement.place_vis, lay.period_ticks, lay.channels_per_heap,
+            lay.nblocks, dpb, lay.nbaseline, lay.heap_bytes, icd.VIS_KNOWN_ITEMS,
+            icd.VIS_META_ITEMS)
+
+    def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
+             data: np.ndarray, weights: np.ndarray) -> None:
+        """Deinterleave (TCI, FD, VIS) into the data and weights blocks; zero the holes."""
+        src = chunk.view(icd.VIS_DTYPE)
+        data.view(np.complex64).reshape(-1, 4)[:] = src["VIS"]
+        wts = weights.view(icd.WEIGHTS_DTYPE)
+        wts["TCI"] = src["TCI"]
+        wts["FD"] = src["FD"]
+        missing = present == 0
+        if missing.any():
+            data.reshape(self.heaps_per_chunk, -1)[missing] = 0
+            weights.reshape(self.heaps_per_chunk, -1)[missing] = 0
+
+    def fill_hole(self, data: np.ndarray, weights: np.ndarray) -> None:
+        data[:] = 0
+        weights[:] = 0
+
+    def headers(self, first_chunk: int, phase: int, meta: dict[int, int],
+                scan_id: int) -> tuple[DadaHeader, DadaHeader]:
+        cfg, lay = self.config, self.layout
+        first_dump = first_chunk * lay.dumps_per_block
+        time0 = (first_dump * lay.period_ticks + phase) / icd.TICKS_PER_SECOND
+        freq0 = cfg.freq0_hz if cfg.freq0_hz >= 0 else _f64(meta.get(icd.FREQ0_HZ))
+        width = cfg.chan_width_hz or _f64(meta.get(icd.CHAN_WIDTH_HZ))
+        shared: dict[str, object] = {
+            "HDR_SIZE": 4096, "SCAN_ID": scan_id,
+            "UTC_START": utc_string(time0 - lay.int_time / 2), "TIME0_UNIX": repr(time0),
+            "INT_TIME": repr(lay.int_time), "ICD_EPOCH": "UNIX", "ICD_REVISION": ICD_REVISION,
+            "NANT": lay.nant, "NBASELINE": lay.nbaseline,
+            "BASELINE_ORDER": "upper-triangle-with-autos", "NCHAN": lay.nchan,
+            "START_CHANNEL": lay.start_channel, "CHANNELS_PER_STREAM": lay.channels_per_heap,
+        }
+        if freq0 is not None and width:
+            shared["FREQ0_HZ"] = repr(freq0)
+            shared["CHAN_WIDTH_HZ"] = repr(width)
+        else:
+            logger.warning("FREQ0_HZ/CHAN_WIDTH_HZ unknown (not configured, not in the stream): "
+                           "the transfer header has no frequencies")
+        shared.update({"NPOL": 4, "POL_ORDER": "XX,XY,YX,YY", "NDIM": 2,
+                       "DUMPS_PER_BLOCK": lay.dumps_per_block})
+        shared.update(cfg.passthrough())
+        data = DadaHeader({"DATA_KIND": "VIS", **shared, "NBIT": 32,
+                           "RESOLUTION": lay.data_resolution, "OBS_OFFSET": 0})
+        wts = DadaHeader({"DATA_KIND": "VIS_WEIGHTS", **shared, "NBIT": 8,
+                          "RESOLUTION": lay.weights_resolution, "OBS_OFFSET": 0})
+        return data, wts
+
+
+class BeamAssembler:
+    """The voltage-beam profile: ring blocks in the exact SKA PST data + weights layout."""
+
+    def __init__(self, config: IngestConfig, data_bufsz: int) -> None:
+        self.config = config
+        probe = icd.BeamLayout(config.nchan, config.start_channel, config.udp_nchan,
+                               config.udp_nsamp, config.wt_nsamp, config.nbit, config.nstreams, 1)
+        hpb = max(1, data_bufsz // probe.data_resolution)
+        self.layout = lay = icd.BeamLayout(
+            config.nchan, config.start_channel, config.udp_nchan, config.udp_nsamp,
+            config.wt_nsamp, config.nbit, config.nstreams, hpb)
+        self.heaps_per_chunk = lay.packets_per_chunk
+        self.heap_bytes = lay.packet_bytes
+        self.data_bytes = hpb * lay.data_resolution
+        self.weights_bytes = hpb * lay.weights_resolution
+        self.spec = PlaceSpec(
+            placement.BEAM_ITEMS, placement.place_beam, lay.udp_nsamp, lay.udp_nchan,
+            lay.packets_per_heap, hpb, 0, lay.packet_bytes, icd.BEAM_KNOWN_ITEMS,
+            icd.BEAM_META_ITEMS, placement.BEAM_EXTRA_BYTES)
+
+    def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
+             data: np.ndarray, weights: np.ndarray) -> None:
+        """Scale (from the chunk extra), weights and data into PST records; NaN the holes."""
+        lay = self.layout
+        npk, nw = lay.packets_per_chunk, lay.packet_weights_bytes
+        src = chunk.reshape(npk, lay.packet_bytes)
+        wts = weights.reshape(npk, lay.weights_record_bytes)
+        dat = data.reshape(npk, lay.packet_data_bytes)
+        if extra is not None:
+            wts[:, :4] = extra.reshape(npk, 4)
+        wts[:, 4:] = src[:, :nw]
+        dat[:] = src[:, nw:]
+        missing = present == 0
+        if missing.any():
+            dat[missing] = 0
+            wts[missing] = 0
+            wts[missing, :4] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
+
+    def fill_hole(self, data: np.ndarray, weights: np.ndarray) -> None:
+        self.fill(np.zeros(self.heaps_per_chunk * self.heap_bytes, np.uint8),
+                  np.zeros(self.heaps_per_chunk, np.uint8), None, data, weights)
+
+    def headers(self, first_chunk: int, phase: int, meta: dict[int, int],
+                scan_id: int) -> tuple[DadaHeader, DadaHeader]:
+        cfg, lay = self.config, self.layout
+        tsamp_us = float(cfg.tsamp)
+        first_sample = first_chunk * lay.heaps_per_block * lay.udp_nsamp
+        if icd.BEAM_START_SECONDS in meta:
+            start_ps = meta[icd.BEAM_START_SECONDS] * 10**12 + meta.get(icd.BEAM_START_PICOSECONDS, 0)
+        else:
+            logger.warning("no start time in the beam stream: UTC_START is the local clock")
+            start_ps = int(dt.datetime.now(dt.timezone.utc).timestamp()) * 10**12
+        start_ps += round(first_sample * tsamp_us * 10**6)
+        heap_seconds = lay.udp_nsamp * tsamp_us * 1e-6
+        shared: dict[str, object] = {"HDR_SIZE": 4096}
+        shared.update(cfg.passthrough())
+        shared.update({
+            "NANT": 1, "TSAMP": cfg.tsamp, "WT_NSAMP": lay.wt_nsamp, "UDP_NSAMP": lay.udp_nsamp,
+            "UDP_NCHAN": lay.udp_nchan, "NCHAN": lay.nchan, "START_CHANNEL": lay.start_channel,
+            "END_CHANNEL": lay.start_channel + lay.nchan, "OBS_OFFSET": 0,
+            "DATA_KEY": cfg.data_key, "WEIGHTS_KEY": cfg.weights_key,
+            "UTC_START": utc_string(start_ps // 10**12), "PICOSECONDS": start_ps % 10**12,
+            "SCAN_ID": scan_id,
+        })
+        data = DadaHeader({**shared, "NBIT": lay.nbit, "NPOL": 2, "NDIM": 2,
+                           "RESOLUTION": lay.data_resolution,
+                           "BYTES_PER_SECOND": repr(lay.data_resolution / heap_seconds)})
+        wts = DadaHeader({
+            "PACKET_WEIGHTS_SIZE": lay.packet_weights_bytes,
+            "PACKET_SCALES_SIZE": lay.packet_scales_bytes, **shared,
+            "NBIT": 16, "NPOL": 1, "NDIM": 1, "RESOLUTION": lay.weights_resolution,
+            "BYTES_PER_SECOND": repr(lay.weights_resolution / heap_seconds),
+            "BLOCK_HEADER_BYTES": lay.packet_scales_bytes * lay.packets_per_heap,
+            "BLOCK_DATA_BYTES": lay.packet_weights_bytes * lay.packets_per_heap,
+        })
+        return data, wts
+
+
+def _f64(raw: int | None) -> float | None:
+    if raw is None:
+        return None
+    return float(np.array([raw], np.int64).view(np.float64)[0])
+
+
+Assembler = VisAssembler | BeamAssembler
+
+
+def make_assembler(config: IngestConfig, data_bufsz: int) -> Assembler:
+    from services.ingest.config import Profile
+
+    if config.profile == Profile.VIS:
+        return VisAssembler(config, data_bufsz)
+    return BeamAssembler(config, data_bufsz)

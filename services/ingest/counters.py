@@ -1,0 +1,96 @@
+"""svc-ingest counters (defined for operators in docs/ingest.md, "Counters")."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from dataclasses import dataclass
+
+from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
+
+
+class Reject(enum.Enum):
+    """Why a heap was rejected before it reached a ring block."""
+
+    BAD_SHAPE = "bad_shape"  # heap length, channel count or baseline count not as configured
+    UNKNOWN_ITEM = "unknown_item"  # an item id outside the profile's ICD
+    BAD_TIMESTAMP = "bad_timestamp"  # misaligned, or too far from the newest heap
+    WRONG_CHANNEL = "wrong_channel"  # a channel block this port does not carry
+    BAD_FLAVOUR = "bad_flavour"  # not SPEAD-64-48
+
+
+@dataclass
+class IngestCounters(Counters):
+    heaps_received_total: int = total("heaps whose first packet reached the place callback")
+    heaps_complete_total: int = total("data heaps that landed complete in a ring block")
+    heaps_incomplete_total: int = total("heaps spead2 dropped because packets were missing")
+    heaps_lost_total: int = total("expected data heaps written as holes (never complete)")
+    heaps_too_old_total: int = total("heaps for a ring block already written")
+    heaps_duplicate_total: int = total("second copies of a (time, channel block) heap")
+    heaps_rejected: ReasonCounts = reasons(Reject, "heaps_rejected", "heaps rejected")
+    metadata_heaps_total: int = total("start, descriptor and metadata heaps")
+    start_heaps_total: int = total("start-of-stream heaps")
+    end_heaps_total: int = total("end-of-stream heaps")
+    stream_timeouts_total: int = total("transfers ended by STREAM_TIMEOUT_S without end heaps")
+    datagrams_rejected_total: int = total("datagrams spead2 could not decode (process-wide)")
+    packets_total: int = total("SPEAD packets decoded")
+    bytes_total: int = total("payload bytes of complete data heaps")
+    blocks_total: int = total("ring segments written (data + weights)")
+    transfers_total: int = total("transfers (scans) written")
+    ring_full_total: int = total("segments that waited more than 1 ms for a free ring block")
+    writer_blocked_seconds_total: float = total("seconds spent waiting for free ring blocks")
+    chunk_pool_blocked_total: int = total("times spead2 waited for a free chunk (worker_blocked)")
+    udp_rcvbuf_errors_total: int = total("kernel UDP receive-buffer drops (host-wide, /proc)")
+    transfer_active: int = gauge("1 while a transfer is open")
+    scan_id: int = gauge("SCAN_ID of the current or last transfer")
+
+
+class DatagramRejectCounter(logging.Filter):
+    """Counts spead2's "packet rejected" log records (garbage datagrams) and hides them.
+
+    spead2 reports undecodable packets only through its log; the count is process-wide.
+    """
+
+    _lock = threading.Lock()
+    count = 0
+
+    def __init__(self, pass_level: int) -> None:
+        super().__init__()
+        self.pass_level = pass_level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("packet rejected"):
+            with self._lock:
+                DatagramRejectCounter.count += 1
+            return False
+        return record.levelno >= self.pass_level
+
+
+_installed = False
+
+
+def install_datagram_counter() -> None:
+    """Attach the counter to the ``spead2`` logger once per process.
+
+    The logger is set to INFO so the records exist; other records below the level that was
+    in effect before are still dropped.
+    """
+    global _installed
+    if not _installed:
+        spead2_logger = logging.getLogger("spead2")
+        pass_level = spead2_logger.getEffectiveLevel()
+        spead2_logger.setLevel(min(pass_level, logging.INFO))
+        spead2_logger.addFilter(DatagramRejectCounter(pass_level))
+        _installed = True
+
+
+def udp_rcvbuf_errors() -> int:
+    """Host-wide UDP RcvbufErrors from /proc/net/snmp (0 where unavailable)."""
+    try:
+        with open("/proc/net/snmp") as fh:
+            lines = [line.split() for line in fh if line.startswith("Udp:")]
+        names, values = lines[0], lines[1]
+        return int(values[names.index("RcvbufErrors")])
+    except (OSError, IndexError, ValueError):
+        return 0

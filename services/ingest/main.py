@@ -1,0 +1,24 @@
+"""``svc-ingest``: the SPEAD2 -> ring-pair daemon (see docs/ingest.md)."""
+
+from __future__ import annotations
+
+import click
+
+from services.common.options import DaemonOptions, daemon_options
+from services.common.runner import run_service
+from services.ingest.config import IngestConfig
+from services.ingest.service import IngestService
+
+
+@click.command(help="""Receive SPEAD2 visibility (CBF-SDP ICD) or voltage-beam streams into a
+data + weights ring pair.
+
+\b
+Example:
+  ringbuf create -k c000 -b 5120 -n 16 && ringbuf create -k c010 -b 320 -n 16
+  svc-ingest -c configs/ingest-vis.hdr --autonomous
+""")
+@daemon_options
+def main(options: DaemonOptions) -> None:
+    config = options.load(IngestConfig, IngestService)
+    raise SystemExit(run_service(IngestService(config), config))

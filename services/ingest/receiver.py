@@ -1,0 +1,375 @@
+"""The chunk receive loop: one spead2 ChunkStreamRingGroup per transfer, blocks into a sink.
+
+State machine of :meth:`ChunkReceiver.run_transfer`::
+
+    LISTENING --first complete chunk--> OPEN (begin: headers from config + metadata heaps)
+    OPEN --chunk--> OPEN (one segment per chunk; missing chunks written as holes)
+    OPEN/LISTENING --end heaps on every stream--> ENDED
+    OPEN --no packet for STREAM_TIMEOUT_S--> ENDED (end heaps injected into every stream's
+                                                   own socket/queue, which flushes the window)
+    any --stop event--> ENDED (group stopped; blocks still in the reorder window are dropped)
+
+Each stream (UDP port) is one group member with its own single-thread pool and its own
+place-callback parameters; chunks are shared, members write disjoint channel blocks. The
+group is rebuilt for the next transfer (sockets are re-bound; packets sent in between are lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import spead2
+import spead2.recv as recv
+import spead2.send
+
+from services.ingest import icd, placement
+from services.ingest.assemble import Assembler
+from services.ingest.counters import (
+    DatagramRejectCounter,
+    IngestCounters,
+    Reject,
+    install_datagram_counter,
+    udp_rcvbuf_errors,
+)
+from services.ingest.sink import BlockSink, check_block_sizes
+
+logger = logging.getLogger(__name__)
+
+
+
+class Transport(Protocol):
+    """How the streams get their packets."""
+
+    def add(self, index: int, member: recv.ChunkStreamGroupMember) -> None:
+        """Add the reader(s) of stream ``index`` to its group member."""
+
+    def inject_end(self, index: int) -> None:
+        """Deliver an end-of-stream heap to stream ``index`` (flushes its window)."""
+
+
+def _end_packets() -> list[bytes]:
+    ig = spead2.send.ItemGroup(flavour=icd.FLAVOUR)
+    return [bytes(p) for p in spead2.send.PacketGenerator(ig.get_end(), 1, 1472)]
+
+_STAT_TO_COUNTER = {
+    "heaps_seen": "heaps_received_total",
+    "metadata_heaps": "metadata_heaps_total",
+    "start_heaps": "start_heaps_total",
+    "end_heaps": "end_heaps_total",
+    "duplicate_heaps": "heaps_duplicate_total",
+    "too_old_heaps": "heaps_too_old_total",
+    "incomplete_heaps_evicted": "heaps_incomplete_total",
+    "incomplete_heaps_flushed": "heaps_incomplete_total",
+    "packets": "packets_total",
+    "worker_blocked": "chunk_pool_blocked_total",
+}
+_STAT_TO_REASON = {
+    "rejected_bad_shape": Reject.BAD_SHAPE,
+    "rejected_unknown_item": Reject.UNKNOWN_ITEM,
+    "rejected_bad_timestamp": Reject.BAD_TIMESTAMP,
+    "rejected_wrong_channel": Reject.WRONG_CHANNEL,
+    "rejected_bad_flavour": Reject.BAD_FLAVOUR,
+}
+_U32_META = (icd.HARDWARE_ID, icd.NANT)
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class ReceiveSettings:
+    nstreams: int
+    max_chunks: int
+    max_time_jump: int
+    byte_order: icd.ByteOrder
+    stream_timeout_s: float
+    default_scan_id: int = 0
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    scan_id: int
+    blocks: int
+    reason: str  # "end", "timeout" or "stop"
+
+
+class UdpTransport:
+    """Stream i listens on UDP port ``port_start + i`` (unicast or a multicast group)."""
+
+    def __init__(self, bind_host: str, port_start: int, max_packet_size: int, buffer_size: int,
+                 mcast_group: str = "", mcast_interface: str = "0.0.0.0") -> None:
+        self.bind_host, self.port_start = bind_host, port_start
+        self.max_packet_size, self.buffer_size = max_packet_size, buffer_size
+        self.mcast_group, self.mcast_interface = mcast_group, mcast_interface
+
+    def add(self, index: int, member: recv.ChunkStreamGroupMember) -> None:
+        port = self.port_start + index
+        if self.mcast_group:
+            member.add_udp_reader(self.mcast_group, port, self.max_packet_size, self.buffer_size,
+                                  self.mcast_interface)
+        else:
+            member.add_udp_reader(port, self.max_packet_size, self.buffer_size, self.bind_host)
+
+    def inject_end(self, index: int) -> None:
+        host = self.mcast_group or (self.bind_host if self.bind_host not in ("", "0.0.0.0")
+                                    else "127.0.0.1")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for packet in _end_packets():
+                sock.sendto(packet, (host, self.port_start + index))
+
+
+class InprocTransport:
+    """Stream i reads in-process queue i (tests)."""
+
+    def __init__(self, queues: list[spead2.InprocQueue]) -> None:
+        self.queues = queues
+
+    def add(self, index: int, member: recv.ChunkStreamGroupMember) -> None:
+        member.add_inproc_reader(self.queues[index])
+
+    def inject_end(self, index: int) -> None:
+        for packet in _end_packets():
+            self.queues[index].add_packet(packet)
+
+
+class _Group:
+    """One ChunkStreamRingGroup with its members' place parameters and chunk buffers."""
+
+    def __init__(self, assembler: Assembler, settings: ReceiveSettings, transport: Transport) -> None:
+        spec = assembler.spec
+        nchunks = settings.max_chunks + 4
+        self.data_ring = recv.ChunkRingbuffer(nchunks)
+        free_ring = recv.ChunkRingbuffer(nchunks)
+        config = recv.ChunkStreamGroupConfig(
+            max_chunks=settings.max_chunks,
+            eviction_mode=recv.ChunkStreamGroupConfig.EvictionMode.LOSSY)
+        self.group = recv.ChunkStreamRingGroup(config, self.data_ring, free_ring)
+        self.params: list[placement.PlaceParams] = []
+        per_stream = spec.nblocks // settings.nstreams
+        for i in range(settings.nstreams):
+            stream_config = recv.StreamConfig(max_heaps=8, stream_id=i)
+            stat_indices = [stream_config.add_stat(name) for name in placement.STATS]
+            params = placement.PlaceParams.build(
+                period=spec.period, max_jump=settings.max_time_jump, block_lo=i * per_stream,
+                block_hi=(i + 1) * per_stream, start_channel=assembler.layout.start_channel,
+                chans_per_heap=spec.chans_per_heap, nblocks=spec.nblocks,
+                steps_per_chunk=spec.steps_per_chunk, nbaseline=spec.nbaseline,
+                heap_bytes=spec.heap_bytes, byte_order=settings.byte_order,
+                stat_indices=stat_indices, known_items=spec.known_items, meta_ids=spec.meta_ids)
+            chunk_config = recv.ChunkStreamConfig(
+                items=list(spec.items), max_chunks=settings.max_chunks,
+                place=params.low_level_callable(spec.cfunc), max_heap_extra=spec.extra_bytes)
+            self.group.emplace_back(spead2.ThreadPool(1), stream_config, chunk_config)
+            self.params.append(params)
+        for _ in range(nchunks):
+            extra = (np.zeros(assembler.heaps_per_chunk * spec.extra_bytes, np.uint8)
+                     if spec.extra_bytes else None)
+            self.group.add_free_chunk(recv.Chunk(
+                data=np.zeros(assembler.heaps_per_chunk * assembler.heap_bytes, np.uint8),
+                present=np.zeros(assembler.heaps_per_chunk, np.uint8), extra=extra))
+        for i, member in enumerate(self.group):
+            transport.add(i, member)
+        self.stopped_by_us = False
+
+    def stats(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for member in self.group:
+            for name, value in member.stats.items():
+                out[name] = out.get(name, 0) + value
+        return out
+
+    def stop(self) -> None:
+        """Stop at once: chunks still in the window are dropped."""
+        self.stopped_by_us = True
+        self.group.stop()
+
+    def phase(self) -> int:
+        return max((p.phase for p in self.params), default=-1)
+
+    def metadata(self, byte_order: icd.ByteOrder) -> dict[int, int]:
+        """Metadata item values from the newest metadata heap of any stream."""
+        out: dict[int, int] = {}
+        for params in sorted(self.params, key=lambda p: p.meta_seq):
+            for item_id, (kind, raw) in params.metadata().items():
+                if kind == 1 and item_id in _U32_META and byte_order == icd.ByteOrder.LITTLE:
+                    raw = icd.bswap32(raw)
+                out[item_id] = raw
+        return out
+
+
+class ChunkReceiver:
+    """Receives transfers of one stream profile into a :class:`BlockSink`."""
+
+    def __init__(self, assembler: Assembler, settings: ReceiveSettings, transport: Transport,
+                 counters: IngestCounters | None = None) -> None:
+        self.assembler = assembler
+        self.settings = settings
+        self.transport = transport
+        self.counters = counters or IngestCounters()
+        self._last_stats: dict[str, int] = {}
+        self._last_rejected_datagrams = DatagramRejectCounter.count
+        self._last_rcvbuf = udp_rcvbuf_errors()
+        self._lock = threading.Lock()
+        install_datagram_counter()
+
+    # ------------------------------------------------------------------ counters
+    def refresh_counters(self, group: _Group) -> None:
+        """Fold new spead2 statistics into the counters (called from the receive thread)."""
+        with self._lock:
+            c = self.counters
+            stats = group.stats()
+            for name, value in stats.items():
+                delta = value - self._last_stats.get(name, 0)
+                if not delta:
+                    continue
+                if name in _STAT_TO_COUNTER:
+                    c.add(_STAT_TO_COUNTER[name], delta)
+                elif name in _STAT_TO_REASON:
+                    c.heaps_rejected.add(_STAT_TO_REASON[name], delta)
+            self._last_stats = stats
+            rejected = DatagramRejectCounter.count
+            c.add("datagrams_rejected_total", rejected - self._last_rejected_datagrams)
+            self._last_rejected_datagrams = rejected
+            rcvbuf = udp_rcvbuf_errors()
+            c.add("udp_rcvbuf_errors_total", max(0, rcvbuf - self._last_rcvbuf))
+            self._last_rcvbuf = rcvbuf
+
+    # ------------------------------------------------------------------ one transfer
+    def run_transfer(self, sink: BlockSink, stop: threading.Event,
+                     tick: Callable[[], None] | None = None) -> TransferResult | None:
+        """Listen, write one transfer, return when it ends (None if none started before stop)."""
+        asm = self.assembler
+        check_block_sizes(sink, asm.data_bytes, asm.weights_bytes,
+                          f"{type(asm).__name__} ({asm.heaps_per_chunk} heaps per block)")
+        group = _Group(asm, self.settings, self.transport)
+        self._last_stats = {}
+        state = _TransferState()
+        try:
+            reason = self._loop(group, sink, stop, tick, state)
+        finally:
+            group.stop()
+            while True:  # drop anything still queued if the loop was left by an exception
+                try:
+                    group.group.add_free_chunk(group.data_ring.get_nowait())
+                except (spead2.Stopped, spead2.Empty):
+                    break
+            self.refresh_counters(group)
+            if state.open:
+                sink.end()
+                self.counters.transfer_active = 0
+        if not state.open:
+            return None
+        logger.info("transfer of scan %d ended (%s) after %d blocks",
+                    state.scan_id, reason, state.blocks)
+        return TransferResult(state.scan_id, state.blocks, reason)
+
+    def _loop(self, group: _Group, sink: BlockSink, stop: threading.Event,
+              tick: Callable[[], None] | None, state: _TransferState) -> str:
+        reason = "end"
+        last_packets = 0
+        last_activity = time.monotonic()
+        injected = False
+        fd = group.data_ring.data_fd
+        while True:
+            if stop.is_set() and not group.stopped_by_us:
+                reason = "stop"
+                group.stop()  # the blocks still in the reorder window are dropped
+            select.select([fd], [], [], POLL_S)
+            try:
+                chunk = group.data_ring.get_nowait()
+            except spead2.Empty:
+                self.refresh_counters(group)
+                packets = self._last_stats.get("packets", 0)
+                now = time.monotonic()
+                if packets != last_packets:
+                    last_packets, last_activity = packets, now
+                elif (packets and not group.stopped_by_us
+                      and now - last_activity > self.settings.stream_timeout_s):
+                    if not injected:
+                        logger.warning("no packets for %.1f s: ending the transfer without end "
+                                       "heaps", now - last_activity)
+                        self.counters.add("stream_timeouts_total")
+                        reason, injected = "timeout", True
+                        for i in range(self.settings.nstreams):  # flushes the windows
+                            self.transport.inject_end(i)
+                            self.counters.add("end_heaps_total", -1)
+                        last_activity = now
+                    else:
+                        group.stop()
+                if tick is not None:
+                    tick()
+                continue
+            except spead2.Stopped:
+                return reason
+            try:
+                self._write_chunk(group, chunk, sink, state)
+            finally:
+                group.group.add_free_chunk(chunk)
+            last_activity = time.monotonic()
+            if tick is not None:
+                tick()
+
+    def _write_chunk(self, group: _Group, chunk: recv.Chunk, sink: BlockSink,
+                     state: _TransferState) -> None:
+        asm, c = self.assembler, self.counters
+        present = np.asarray(chunk.present)
+        logger.debug("chunk %d: %d of %d heaps", chunk.chunk_id, present.sum(), present.size)
+        chunk_id = chunk.chunk_id
+        if not state.open:
+            if not present.any():
+                return  # spead2 hands out empty chunks ahead of the first heap's window
+            self._begin(group, sink, state, chunk_id)
+        if chunk_id < state.next_chunk:
+            c.add("heaps_too_old_total", int(present.sum()))
+            return
+        max_gap = self.settings.max_time_jump // asm.spec.steps_per_chunk + 1
+        if chunk_id - state.next_chunk > max_gap:
+            c.heaps_rejected.add(Reject.BAD_TIMESTAMP, int(present.sum()))
+            return
+        while state.next_chunk < chunk_id:
+            with sink.segment() as seg:
+                asm.fill_hole(seg.data, seg.weights)
+            self._account(sink, state, 0)
+        with sink.segment() as seg:
+            extra = None if chunk.extra is None else np.asarray(chunk.extra)
+            asm.fill(np.asarray(chunk.data), present, extra, seg.data, seg.weights)
+        self._account(sink, state, int(present.sum()))
+
+    def _account(self, sink: BlockSink, state: _TransferState, complete: int) -> None:
+        c, asm = self.counters, self.assembler
+        c.add("heaps_complete_total", complete)
+        c.add("heaps_lost_total", asm.heaps_per_chunk - complete)
+        c.add("bytes_total", complete * asm.heap_bytes)
+        c.add("blocks_total")
+        if sink.blocked_s > 1e-3:
+            c.add("ring_full_total")
+        c.add("writer_blocked_seconds_total", sink.blocked_s)
+        state.next_chunk += 1
+        state.blocks += 1
+
+    def _begin(self, group: _Group, sink: BlockSink, state: _TransferState, chunk_id: int) -> None:
+        meta = group.metadata(self.settings.byte_order)
+        raw_scan = meta.get(icd.SCAN_ID, meta.get(icd.BEAM_SCAN_ID))
+        scan_id = self.settings.default_scan_id if raw_scan is None else raw_scan % (1 << 64)
+        data_header, weights_header = self.assembler.headers(chunk_id, group.phase(), meta, scan_id)
+        sink.begin(data_header, weights_header)
+        state.open, state.scan_id, state.next_chunk = True, scan_id, chunk_id
+        self.counters.add("transfers_total")
+        self.counters.transfer_active = 1
+        self.counters.scan_id = scan_id
+        logger.info("transfer of scan %d started: UTC_START %s", scan_id,
+                    data_header.get_str("UTC_START"))
+
+
+class _TransferState:
+    def __init__(self) -> None:
+        self.open = False
+        self.scan_id = 0
+        self.next_chunk = 0
+        self.blocks = 0

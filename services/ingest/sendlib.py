@@ -1,0 +1,94 @@
+"""Shared sender machinery: pre-built spead2 heaps sent in rate-limited batches.
+
+A :class:`HeapBatches` owns ``nslots`` slots; slot ``j`` holds one heap per substream (port),
+built once with immediates that are 0-d views of a ``'>u8'`` array and payloads that are
+views of numpy arrays, so refilling the arrays in place changes what is sent without
+rebuilding heaps. Slots are reused only after their previous send has completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import spead2
+import spead2.send
+import spead2.send.asyncio
+
+from services.common.config import Config
+from services.ingest import icd
+
+logger = logging.getLogger(__name__)
+
+
+def keys_help(cls: type[Config]) -> str:
+    """One indented line per config key of ``cls`` (for ``--help``)."""
+    lines = []
+    for spec in cls.settings():
+        default = "required" if spec.required else f"default {getattr(spec.default, 'value', spec.default)}"
+        lines.append(f"  {spec.key} ({default}): {spec.help}")
+    return "\n".join(lines)
+
+
+def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: float,
+                max_heaps: int, buffer_size: int = 4 << 20) -> spead2.send.asyncio.UdpStream:
+    """One UDP stream with a substream per port, sharing one rate limiter (bytes/s, 0 = none)."""
+    config = spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
+                                      max_heaps=max_heaps)
+    return spead2.send.asyncio.UdpStream(
+        spead2.ThreadPool(1), [(host, port) for port in ports], config, buffer_size)
+
+
+def immediate_item(ig: spead2.send.ItemGroup, item_id: int, name: str) -> None:
+    ig.add_item(item_id, name, name, shape=(), format=[("u", icd.FLAVOUR.heap_address_bits)])
+
+
+def build_heap(ig: spead2.send.ItemGroup, values: dict[str, object]) -> spead2.send.Heap:
+    """A data heap of the current values (no descriptors), pointers repeated in every packet."""
+    for name, value in values.items():
+        ig[name].value = value
+    heap = ig.get_heap(descriptors="none", data="all")
+    heap.repeat_pointers = True
+    return heap
+
+
+class HeapBatches:
+    """Slots of pre-built heap lists sent with ``async_send_heaps`` (round robin over ports)."""
+
+    def __init__(self, stream: spead2.send.asyncio.UdpStream,
+                 slots: list[spead2.send.HeapReferenceList]) -> None:
+        self.stream = stream
+        self.slots = slots
+        self.futures: list[asyncio.Future | None] = [None] * len(slots)
+        self.heaps_sent = 0
+        self.bytes_sent = 0
+
+    async def wait_slot(self, j: int) -> None:
+        """Wait until slot ``j`` may be refilled."""
+        future = self.futures[j]
+        if future is not None:
+            self.bytes_sent += await future
+            self.futures[j] = None
+
+    def send_slot(self, j: int, heaps: int) -> None:
+        self.futures[j] = self.stream.async_send_heaps(
+            self.slots[j], spead2.send.GroupMode.ROUND_ROBIN)
+        self.heaps_sent += heaps
+
+    async def drain(self) -> None:
+        for j in range(len(self.slots)):
+            await self.wait_slot(j)
+
+
+def control_heaps(ig: spead2.send.ItemGroup, meta_values: dict[str, object]) -> list:
+    """Start heap, descriptor heap, metadata heap (in that order)."""
+    start = ig.get_start()
+    descriptors = ig.get_heap(descriptors="all", data="none")
+    for name, value in meta_values.items():
+        ig[name].value = value
+    meta = spead2.send.Heap(icd.FLAVOUR)
+    for name in meta_values:
+        meta.add_item(ig[name])
+    return [start, descriptors, meta]
