@@ -1,0 +1,1 @@
+"""End-to-end flows of the whole pipeline, run as real processes (demo, tests, benchmark)."""
