@@ -184,26 +184,37 @@ class PairReadTransfer:
         self.resumed = data.resumed or weights.resumed
 
     def segments(self) -> Iterator[Segment]:
+        """Yield segments until end of data; each is cleared when the next is asked for."""
         while True:
-            blocks = self._next_blocks()
-            if blocks is None:
+            held = self.next_segment()
+            if held is None:
                 return
-            data, weights = blocks
             try:
-                yield Segment(data.data, weights.data, data.obs_offset, weights.obs_offset,
-                              self.data_header, self.weights_header)
+                yield held.segment
             finally:
-                data.clear()
-                weights.clear()
+                held.clear()
 
     __iter__ = segments
 
-    def _next_blocks(self) -> tuple[ReadBlock, ReadBlock] | None:
+    def next_segment(self, timeout: float | None = -1.0) -> ReadSegment | None:
+        """The next segment, held until its :meth:`ReadSegment.clear` (None at the end).
+
+        Hold fewer than nbufs segments at once; clear them in the order they were read.
+        """
+        blocks = self._next_blocks(timeout)
+        if blocks is None:
+            return None
+        data, weights = blocks
+        return ReadSegment(data, weights, Segment(data.data, weights.data, data.obs_offset,
+                                                  weights.obs_offset, self.data_header,
+                                                  self.weights_header))
+
+    def _next_blocks(self, timeout: float | None = -1.0) -> tuple[ReadBlock, ReadBlock] | None:
         ends = []
         blocks: list[ReadBlock | None] = []
         for transfer in (self.data, self.weights):
             try:
-                blocks.append(transfer.next_block())
+                blocks.append(transfer.next_block(timeout))
             except WriterDied as exc:
                 blocks.append(None)
                 ends.append(exc)
@@ -223,8 +234,32 @@ class PairReadTransfer:
         return None
 
     def skip(self) -> None:
-        self.data.skip()
-        self.weights.skip()
+        """Read and discard the rest of the transfer, both rings in step (the writer fills
+        them in step, so draining one ring first could stall it on the other)."""
+        try:
+            for _ in self.segments():
+                pass
+        except WriterDied:
+            pass
+
+
+class ReadSegment:
+    """A segment being read and held: ``segment`` until :meth:`clear` gives both blocks back."""
+
+    def __init__(self, data: ReadBlock, weights: ReadBlock, segment: Segment) -> None:
+        self._blocks = (data, weights)
+        self.segment = segment
+        self.index = data.index
+
+    def clear(self) -> None:
+        for block in self._blocks:
+            block.clear()
+
+    def __enter__(self) -> Segment:
+        return self.segment
+
+    def __exit__(self, *exc: object) -> None:
+        self.clear()
 
 
 class RingPairViewer:

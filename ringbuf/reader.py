@@ -17,7 +17,7 @@ from posix_ipc import BusyError
 
 from ringbuf import control as c
 from ringbuf import shm
-from ringbuf.errors import EndOfData, RingBusy, WriterDied
+from ringbuf.errors import EndOfData, RingBufError, RingBusy, WriterDied
 from ringbuf.header import DadaHeader
 from ringbuf.layout import BLOCK_NWORDS
 from ringbuf.ring import Ring, _now_ns
@@ -48,6 +48,7 @@ class RingReader:
         self._data = self.ring.sem("d", self.slot)
         self._space = self.ring.sem("s", self.slot)
         self._transfer: ReadTransfer | None = None
+        self._silent_clear_at: int | None = None  # a 0-byte final block waiting to be cleared
         self._views = []  # read-only view of each block, made once
         for view in self.ring.blocks:
             view.flags.writeable = False
@@ -106,9 +107,10 @@ class RingReader:
         header = DadaHeader.from_bytes(ring.header_bytes(xfer_id), source=f"ring {self.key} transfer {xfer_id}")
         start = q[rec + c.X_START_BLOCK]
         resumed = q[self.base + c.R_CLEARED] > start
-        if q[self.base + c.R_CLEARED] < start:  # blocks no reader needs (after an abandoned end)
+        if q[self.base + c.R_CLEARED] < start:  # blocks nobody needs (held ones are given up)
             skipped = start - q[self.base + c.R_CLEARED]
             q[self.base + c.R_CLEARED] = q[self.base + c.R_OPENED] = start
+            self._silent_clear_at = None
             for _ in range(skipped):
                 self._space.release()
         self._transfer = ReadTransfer(self, xfer_id, header, resumed)
@@ -122,7 +124,7 @@ class RingReader:
     # ----------------------------------------------------------------------------- blocks
     def _next_block(self, xfer: ReadTransfer, timeout: float | None) -> ReadBlock:
         ring, q, base = self.ring, self.ring.q, self.base
-        n = q[base + c.R_CLEARED]
+        n = q[base + c.R_OPENED]
         if n < q[c.C_W_FILLED]:  # the fast path: a block of this transfer and its token
             brec = ring.bb + (n % self.layout.nbufs) * BLOCK_NWORDS
             nbytes = q[brec + c.B_NBYTES]
@@ -140,7 +142,7 @@ class RingReader:
     def _next_block_slow(self, xfer: ReadTransfer, timeout: float | None) -> ReadBlock:
         ring, q, base = self.ring, self.ring.q, self.base
         rec = ring.xfer_record(xfer.xfer_id)
-        n = q[base + c.R_CLEARED]
+        n = q[base + c.R_OPENED]
 
         def at_end() -> bool:
             return q[rec + c.X_STATE] in (c.XFER_ENDED, c.XFER_ABORTED) and n >= q[rec + c.X_END_BLOCK]
@@ -177,10 +179,10 @@ class RingReader:
         """Account for the end of ``xfer`` and let the writer reuse its header slot."""
         q, base = self.ring.q, self.base
         end = q[rec + c.X_END_BLOCK]
-        if q[base + c.R_CLEARED] < end:  # a 0-byte final block: consume it silently
-            for _ in range(end - q[base + c.R_CLEARED]):
-                self._space.release()
-            q[base + c.R_CLEARED] = q[base + c.R_OPENED] = end
+        if q[base + c.R_OPENED] < end:  # a 0-byte final block: consume it silently,
+            q[base + c.R_OPENED] = end  # once every block still held before it is cleared
+            self._silent_clear_at = end - 1
+            self._clear_silent_block()
         if q[rec + c.X_END_POSTED] and not end_token_taken:
             self.ring.take_token(self._data)
         q[base + c.R_XFER] = xfer.xfer_id + 1
@@ -188,9 +190,20 @@ class RingReader:
 
     def _clear(self, block: ReadBlock) -> None:
         q, base = self.ring.q, self.base
+        if block.index != q[base + c.R_CLEARED]:
+            raise RingBufError(f"ring {self.key}: block {block.index} cleared out of order "
+                               f"(next to clear is {q[base + c.R_CLEARED]})")
         q[base + c.R_BYTES] += block.nbytes
         q[base + c.R_CLEARED] = block.index + 1
         self._space.release()
+        self._clear_silent_block()
+
+    def _clear_silent_block(self) -> None:
+        q, base = self.ring.q, self.base
+        if self._silent_clear_at is not None and q[base + c.R_CLEARED] == self._silent_clear_at:
+            q[base + c.R_CLEARED] = self._silent_clear_at + 1
+            self._silent_clear_at = None
+            self._space.release()
 
     def close(self) -> None:
         """Detach; the slot keeps its position (and keeps gating the writer) for a successor."""
@@ -228,7 +241,12 @@ class ReadTransfer:
         self.finished = False
 
     def next_block(self, timeout: float | None = -1.0) -> ReadBlock:
-        """The next block (a context manager that clears it). Raises EndOfData at the end."""
+        """The next block (a context manager that clears it). Raises EndOfData at the end.
+
+        Several blocks may be held at once (fewer than nbufs, or the writer stalls) and are
+        cleared in the order they were read; a reader that dies holding blocks has them
+        delivered again to its successor.
+        """
         if self.finished:
             raise EndOfData(f"ring {self.reader.key}: transfer {self.xfer_id} already ended")
         timeout = self.reader.timeout if timeout == -1.0 else timeout

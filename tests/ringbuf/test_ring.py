@@ -232,3 +232,26 @@ def test_end_of_data_is_sticky(ring):
         assert xfer.read_all() == b"abc"
         with pytest.raises(EndOfData):
             xfer.next_block()
+
+
+def test_held_blocks_are_cleared_in_order_and_redelivered_after_close(ring):
+    with RingWriter(ring, timeout=5) as writer, writer.open_transfer({"A": 1}) as xfer:
+        for i in range(4):
+            with xfer.open_block() as block:
+                block.data[:] = i
+        with RingReader(ring, timeout=5) as reader:
+            rx = reader.open_transfer()
+            first, second, third = rx.next_block(), rx.next_block(), rx.next_block()
+            assert [b.index for b in (first, second, third)] == [0, 1, 2]
+            with pytest.raises(Exception, match="cleared out of order"):
+                second.clear()
+            first.clear()
+            xfer.open_block(timeout=0.2).commit()  # the one block cleared is free again
+            with pytest.raises(Timeout):  # held and unread blocks fill the rest
+                xfer.open_block(timeout=0.2)
+        # the reader went away holding blocks 1 and 2: its successor gets them again
+        with RingReader(ring, timeout=5) as successor:
+            rx = successor.open_transfer()
+            assert rx.resumed
+            block = rx.next_block()
+            assert block.index == 1 and (block.data == 1).all()
