@@ -108,15 +108,18 @@ def send(model: Path, port: int, params: VisParams, timeout: float = 300) -> int
     return params.ntime * params.nchan // params.channels_per_stream
 
 
-def wait_for_ms(group: ProcessGroup, name: str, path: Path, timeout: float) -> dict[str, int]:
-    """Wait until svc-mswrite has closed ``path``; its counters."""
+def wait_for_ms(group: ProcessGroup, name: str, directory: Path, pattern: str,
+                timeout: float) -> tuple[Path, dict[str, int]]:
+    """Wait until svc-mswrite ``name`` has closed an MS matching ``pattern`` in ``directory``;
+    (its path, the daemon's counters)."""
     deadline = time.monotonic() + timeout
     while True:
         counters = group.status(name)["counters"]
-        if path.is_dir() and counters.get("ms_written_total", 0) >= 1:
-            return counters
+        found = sorted(directory.glob(pattern))
+        if found and counters.get("ms_written_total", 0) >= 1:
+            return found[0], counters
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} not written within {timeout:g} s: {group.tail(name)}")
+            raise RuntimeError(f"no {pattern} in {directory} within {timeout:g} s: {group.tail(name)}")
         time.sleep(0.2)
 
 
@@ -169,8 +172,8 @@ def run_vis_flow(group: ProcessGroup, params: VisParams) -> VisReport:
     port = start_vis_chain(group, params, model, work / "out")
     time.sleep(0.5)
     heaps = send(model, port, params)
-    output = work / "out" / f"scan{params.scan_id}.ms"
-    mswrite = wait_for_ms(group, "svc-mswrite", output, timeout=120)
+    output, mswrite = wait_for_ms(group, "svc-mswrite", work / "out", f"scan{params.scan_id}.ms",
+                                  timeout=120)
     ingest = group.status("svc-ingest")["counters"]
     data_err, uvw_err, time_err, rows = compare(model, output)
     report = VisReport(model, output, heaps, ingest, mswrite, data_err, uvw_err, time_err, rows)

@@ -1,7 +1,7 @@
 """``beam-send``: generate and send a voltage beam as SPEAD heaps, one per SKA PST packet.
 
 The stream shape uses the SKA PST header keys (NCHAN, UDP_NCHAN, UDP_NSAMP, WT_NSAMP, NBIT,
-TSAMP, ...), so one PST-style config file (``configs/ingest-beam-low.hdr``) drives both
+TSAMP, ...), so one PST-style config file (``configs/beam-ingest.hdr``) drives both
 beam-send and svc-ingest. The signal: Gaussian noise (sigma ramping linearly from
 ``beam.sigma`` to ``beam.sigma_end`` over the channels), optional tones, clipped samples and
 NaN-scale packets. A pool of ``beam.pool_heaps`` PST heaps is generated once and sent in turn
@@ -242,7 +242,7 @@ or -o KEY=VALUE):
 
 \b
 Example:
-  beam-send -c configs/ingest-beam-low.hdr -o beam.duration_s=2 \\
+  beam-send -c configs/beam-ingest.hdr -o beam.duration_s=2 \\
       -o beam.tone_channels=100 -o beam.nan_every=50
 """)
 @click.option("-c", "--config", "config_files", multiple=True, type=click.Path(dir_okay=False),

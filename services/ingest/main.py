@@ -16,7 +16,7 @@ data + weights ring pair.
 \b
 Example:
   ringbuf create -k c000 -b 5120 -n 16 && ringbuf create -k c010 -b 320 -n 16
-  svc-ingest -c configs/ingest-vis.hdr --autonomous
+  svc-ingest -c configs/vis.hdr -c configs/vis-ingest.hdr --autonomous
 """)
 @daemon_options
 def main(options: DaemonOptions) -> None:

@@ -23,11 +23,11 @@ def main(options: DaemonOptions) -> None:
     Managed mode (default) waits for lifecycle commands on the control socket
     (configure_beam: DATA_KEY, WEIGHTS_KEY; configure_scan: MS_* keys; start_scan: SCAN_ID).
     Autonomous mode takes both from the config and writes every transfer it finds.
-    Keys are documented in configs/mswrite.hdr and docs/mswrite.md.
+    Keys are documented in configs/vis-mswrite.hdr and docs/mswrite.md.
 
     \b
     Example:
-        svc-mswrite -c configs/vis.hdr -c configs/mswrite.hdr --autonomous \\
+        svc-mswrite -c configs/vis.hdr -c configs/vis-mswrite.hdr --autonomous \\
             --socket /tmp/mswrite.sock -o MS_OUTPUT_DIR=/data/ms
         svc-ctl /tmp/mswrite.sock status
     """
