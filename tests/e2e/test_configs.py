@@ -14,7 +14,8 @@ from services.mswrite.service import MsWriteBeamConfig, MsWriteScanConfig
 from services.stat.service import StatBeamConfig, StatScanConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEPLOYMENTS = sorted(p.stem for p in CONFIGS.glob("*.hdr") if "-" not in p.stem)
+# a deployment file defines the ring pair; its services' files are <deployment>-<service>.hdr
+DEPLOYMENTS = sorted(p.stem for p in CONFIGS.glob("*.hdr") if "DB_BUFSZ" in DadaHeader.load(p))
 
 
 def files(deployment: str, service: str) -> list[Path]:
