@@ -7,6 +7,10 @@ recycled chunk can never leak stale data into a block:
 
 * visibilities: VIS 0, TCI 0, FD 0 (FD 0 = "no data");
 * voltage beams: data 0, scale NaN, weights 0 (SKA PST's dropped packet).
+
+A block is ``steps_per_chunk`` whole time steps (a dump, or a PST heap) of ``heaps_per_step``
+heaps each, step-major; ``data_step_bytes`` / ``weights_step_bytes`` (the rings' RESOLUTION)
+let the receiver commit the last block of a transfer trimmed to whole steps.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ class VisAssembler:
         lay = self.layout
         self.heaps_per_chunk = lay.heaps_per_chunk
         self.heap_bytes = lay.heap_bytes
+        self.steps_per_chunk, self.heaps_per_step = dpb, lay.nblocks
+        self.data_step_bytes = lay.data_resolution
+        self.weights_step_bytes = lay.weights_resolution
         self.data_bytes = dpb * lay.data_resolution
         self.weights_bytes = dpb * lay.weights_resolution
         self.spec = PlaceSpec(
@@ -130,6 +137,9 @@ class BeamAssembler:
             config.wt_nsamp, config.nbit, config.nstreams, hpb)
         self.heaps_per_chunk = lay.packets_per_chunk
         self.heap_bytes = lay.packet_bytes
+        self.steps_per_chunk, self.heaps_per_step = hpb, lay.packets_per_heap
+        self.data_step_bytes = lay.data_resolution
+        self.weights_step_bytes = lay.weights_resolution
         self.data_bytes = hpb * lay.data_resolution
         self.weights_bytes = hpb * lay.weights_resolution
         self.spec = PlaceSpec(
@@ -193,6 +203,12 @@ class BeamAssembler:
             "BLOCK_DATA_BYTES": lay.packet_weights_bytes * lay.packets_per_heap,
         })
         return data, wts
+
+
+def last_present_step(present: np.ndarray, steps_per_chunk: int) -> int:
+    """Index of the last time step of a chunk with any heap present (-1 if none)."""
+    steps = np.flatnonzero(present.reshape(steps_per_chunk, -1).any(axis=1))
+    return int(steps[-1]) if steps.size else -1
 
 
 def _f64(raw: int | None) -> float | None:

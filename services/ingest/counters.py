@@ -26,6 +26,8 @@ class IngestCounters(Counters):
     heaps_complete_total: int = total("data heaps that landed complete in a ring block")
     heaps_incomplete_total: int = total("heaps spead2 dropped because packets were missing")
     heaps_lost_total: int = total("expected data heaps written as holes (never complete)")
+    heaps_padding_skipped_total: int = total(
+        "expected heaps after the last time step sent, trimmed from a transfer's last block")
     heaps_too_old_total: int = total("heaps for a ring block already written")
     heaps_duplicate_total: int = total("second copies of a (time, channel block) heap")
     heaps_rejected: ReasonCounts = reasons(Reject, "heaps_rejected", "heaps rejected")

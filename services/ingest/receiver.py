@@ -2,12 +2,18 @@
 
 State machine of :meth:`ChunkReceiver.run_transfer`::
 
-    LISTENING --first complete chunk--> OPEN (begin: headers from config + metadata heaps)
-    OPEN --chunk--> OPEN (one segment per chunk; missing chunks written as holes)
+    LISTENING --first chunk with a heap--> OPEN (begin: headers from config + metadata heaps)
+    OPEN --chunk--> OPEN (commit the held segment full, missing chunks as hole segments, then
+                          hold the new chunk's segment open)
     OPEN/LISTENING --end heaps on every stream--> ENDED
     OPEN --no packet for STREAM_TIMEOUT_S--> ENDED (end heaps injected into every stream's
                                                    own socket/queue, which flushes the window)
     any --stop event--> ENDED (group stopped; blocks still in the reorder window are dropped)
+
+The newest segment is held open because only the end of the transfer tells whether it is the
+last one: then it is committed trimmed to the whole time steps up to its last step with any
+heap (a short block, which ends the transfer in the ring), so the transfer is exactly as long
+as what was sent. On an exception it is committed with 0 bytes.
 
 Each stream (UDP port) is one group member with its own single-thread pool and its own
 place-callback parameters; chunks are shared, members write disjoint channel blocks. The
@@ -31,7 +37,7 @@ import spead2.recv as recv
 import spead2.send
 
 from services.ingest import icd, placement
-from services.ingest.assemble import Assembler
+from services.ingest.assemble import Assembler, last_present_step
 from services.ingest.counters import (
     DatagramRejectCounter,
     IngestCounters,
@@ -39,7 +45,7 @@ from services.ingest.counters import (
     install_datagram_counter,
     udp_rcvbuf_errors,
 )
-from services.ingest.sink import BlockSink, check_block_sizes
+from services.ingest.sink import BlockSink, OpenSegment, check_block_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +258,7 @@ class ChunkReceiver:
         state = _TransferState()
         try:
             reason = self._loop(group, sink, stop, tick, state)
+            self._commit_held(state, trim=True)
         finally:
             group.stop()
             while True:  # drop anything still queued if the loop was left by an exception
@@ -260,9 +267,14 @@ class ChunkReceiver:
                 except (spead2.Stopped, spead2.Empty):
                     break
             self.refresh_counters(group)
-            if state.open:
-                sink.end()
-                self.counters.transfer_active = 0
+            try:
+                if state.held is not None:  # the loop was left by an exception
+                    held, state.held = state.held, None
+                    held.segment.commit(0, 0)
+            finally:
+                if state.open:
+                    sink.end()
+                    self.counters.transfer_active = 0
         if not state.open:
             return None
         logger.info("transfer of scan %d ended (%s) after %d blocks",
@@ -321,9 +333,12 @@ class ChunkReceiver:
         present = np.asarray(chunk.present)
         logger.debug("chunk %d: %d of %d heaps", chunk.chunk_id, present.sum(), present.size)
         chunk_id = chunk.chunk_id
+        if not present.any():
+            # spead2 hands out empty chunks ahead of the first heap's window, and for blocks
+            # whose heaps all failed: a later chunk writes those as holes, a trailing one is
+            # not part of the transfer
+            return
         if not state.open:
-            if not present.any():
-                return  # spead2 hands out empty chunks ahead of the first heap's window
             self._begin(group, sink, state, chunk_id)
         if chunk_id < state.next_chunk:
             c.add("heaps_too_old_total", int(present.sum()))
@@ -332,25 +347,50 @@ class ChunkReceiver:
         if chunk_id - state.next_chunk > max_gap:
             c.heaps_rejected.add(Reject.BAD_TIMESTAMP, int(present.sum()))
             return
+        self._commit_held(state, trim=False)
         while state.next_chunk < chunk_id:
-            with sink.segment() as seg:
+            with self._open_segment(sink) as seg:
                 asm.fill_hole(seg.data, seg.weights)
-            self._account(sink, state, 0)
-        with sink.segment() as seg:
+            self._account_block(state, asm.heaps_per_chunk, 0)
+            state.next_chunk += 1
+        seg = self._open_segment(sink)
+        try:
             extra = None if chunk.extra is None else np.asarray(chunk.extra)
             asm.fill(np.asarray(chunk.data), present, extra, seg.data, seg.weights)
-        self._account(sink, state, int(present.sum()))
-
-    def _account(self, sink: BlockSink, state: _TransferState, complete: int) -> None:
-        c, asm = self.counters, self.assembler
+        except BaseException:
+            seg.commit(0, 0)
+            raise
+        complete = int(present.sum())
         c.add("heaps_complete_total", complete)
-        c.add("heaps_lost_total", asm.heaps_per_chunk - complete)
         c.add("bytes_total", complete * asm.heap_bytes)
-        c.add("blocks_total")
-        if sink.blocked_s > 1e-3:
-            c.add("ring_full_total")
-        c.add("writer_blocked_seconds_total", sink.blocked_s)
+        state.held = _Held(seg, complete, last_present_step(present, asm.steps_per_chunk))
         state.next_chunk += 1
+
+    def _open_segment(self, sink: BlockSink) -> OpenSegment:
+        seg = sink.open_segment()
+        if sink.blocked_s > 1e-3:
+            self.counters.add("ring_full_total")
+        self.counters.add("writer_blocked_seconds_total", sink.blocked_s)
+        return seg
+
+    def _commit_held(self, state: _TransferState, trim: bool) -> None:
+        """Commit the held segment: full, or (end of transfer) up to its last present step."""
+        held, state.held = state.held, None
+        if held is None:
+            return
+        asm = self.assembler
+        steps = held.last_step + 1 if trim else asm.steps_per_chunk
+        if steps == asm.steps_per_chunk:
+            held.segment.commit()
+        else:  # a short block: ends the transfer in the ring
+            held.segment.commit(steps * asm.data_step_bytes, steps * asm.weights_step_bytes)
+        self._account_block(state, steps * asm.heaps_per_step - held.complete,
+                            (asm.steps_per_chunk - steps) * asm.heaps_per_step)
+
+    def _account_block(self, state: _TransferState, lost: int, padding: int) -> None:
+        self.counters.add("heaps_lost_total", lost)
+        self.counters.add("heaps_padding_skipped_total", padding)
+        self.counters.add("blocks_total")
         state.blocks += 1
 
     def _begin(self, group: _Group, sink: BlockSink, state: _TransferState, chunk_id: int) -> None:
@@ -367,9 +407,19 @@ class ChunkReceiver:
                     data_header.get_str("UTC_START"))
 
 
+@dataclass
+class _Held:
+    """The newest segment, open until the next chunk arrives or the transfer ends."""
+
+    segment: OpenSegment
+    complete: int  # heaps present in it
+    last_step: int  # its last time step with any heap present
+
+
 class _TransferState:
     def __init__(self) -> None:
         self.open = False
         self.scan_id = 0
-        self.next_chunk = 0
+        self.next_chunk = 0  # chunk id of the next segment to open
         self.blocks = 0
+        self.held: _Held | None = None

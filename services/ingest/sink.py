@@ -1,41 +1,48 @@
 """Where assembled blocks go: a ring pair, or numpy arrays (in-process tests).
 
 A sink receives one transfer at a time: ``begin(data_header, weights_header)``, then
-``segment()`` context managers (each yields writable uint8 ``data`` and ``weights`` views of one
-block of each stream; an exception inside commits nothing), then ``end()``.
+``open_segment()`` (an :class:`OpenSegment`: writable uint8 ``data`` and ``weights`` views of
+one block of each stream), then ``end()``. Several segments may be open at once; they are
+committed in the order they were opened with ``commit(data_nbytes, weights_nbytes)`` (default:
+full blocks). As in the ring, a short segment (fewer bytes than a block) ends the transfer;
+``commit(0, 0)`` throws a segment away and ends the transfer too. Used as a context manager a
+segment commits full on success and 0 bytes on an exception.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from ringbuf import RingPairWriter
-from ringbuf.errors import RingLayoutMismatch
+from ringbuf.errors import RingBufError, RingLayoutMismatch
 from ringbuf.header import DadaHeader
 from ringbuf.pair import PairWriteTransfer
 
 
-@dataclass
-class SegmentView:
+class OpenSegment(Protocol):
     data: np.ndarray
     weights: np.ndarray
+
+    def commit(self, data_nbytes: int | None = None, weights_nbytes: int | None = None) -> None: ...
+
+    def __enter__(self) -> OpenSegment: ...
+
+    def __exit__(self, exc_type: object, *exc: object) -> None: ...
 
 
 class BlockSink(Protocol):
     data_bufsz: int
     weights_bufsz: int
-    blocked_s: float  # seconds spent waiting for the last segment
+    blocked_s: float  # seconds spent waiting for the last segment opened
 
     def begin(self, data_header: DadaHeader, weights_header: DadaHeader) -> None: ...
 
-    def segment(self) -> AbstractContextManager[SegmentView]: ...
+    def open_segment(self) -> OpenSegment: ...
 
     def end(self) -> None: ...
 
@@ -54,13 +61,12 @@ class RingPairSink:
     def begin(self, data_header: DadaHeader, weights_header: DadaHeader) -> None:
         self._transfer = self.writer.open_transfer(data_header, weights_header)
 
-    @contextmanager
-    def segment(self) -> Iterator[SegmentView]:
-        assert self._transfer is not None, "segment() outside a transfer"
+    def open_segment(self) -> OpenSegment:
+        assert self._transfer is not None, "open_segment() outside a transfer"
         started = time.monotonic()
-        with self._transfer.open_segment(None) as seg:
-            self.blocked_s = time.monotonic() - started
-            yield SegmentView(seg.data, seg.weights)
+        seg = self._transfer.open_segment(None)
+        self.blocked_s = time.monotonic() - started
+        return seg
 
     def end(self) -> None:
         if self._transfer is not None:
@@ -77,28 +83,66 @@ class MemoryTransfer:
     ended: bool = False
 
 
+class MemorySegment:
+    """One open block of a :class:`MemorySink`; committed blocks keep only their valid bytes."""
+
+    def __init__(self, sink: MemorySink, transfer: MemoryTransfer) -> None:
+        self.sink, self.transfer = sink, transfer
+        # stale contents on purpose: the assembler must overwrite every byte
+        self.data = np.full(sink.data_bufsz, 0xA5, np.uint8)
+        self.weights = np.full(sink.weights_bufsz, 0xA5, np.uint8)
+        self.committed = False
+
+    def commit(self, data_nbytes: int | None = None, weights_nbytes: int | None = None) -> None:
+        if self.committed:
+            return
+        if self.sink.open[0] is not self:
+            raise RingBufError("memory sink: segments must be committed in opening order")
+        if self.transfer.ended:
+            raise RingBufError("memory sink: segment committed after the end of its transfer")
+        self.sink.open.pop(0)
+        self.committed = True
+        nd = self.sink.data_bufsz if data_nbytes is None else data_nbytes
+        nw = self.sink.weights_bufsz if weights_nbytes is None else weights_nbytes
+        if nd or nw:
+            self.transfer.data.append(self.data[:nd].copy())
+            self.transfer.weights.append(self.weights[:nw].copy())
+        if nd < self.sink.data_bufsz or nw < self.sink.weights_bufsz:
+            self.transfer.ended = True  # a short block ends the transfer
+
+    def __enter__(self) -> MemorySegment:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.commit(0, 0)
+        else:
+            self.commit()
+
+
 class MemorySink:
-    """Keeps every block in memory (in-process tests of the receive path)."""
+    """Keeps every committed block in memory (in-process tests of the receive path)."""
 
     def __init__(self, data_bufsz: int, weights_bufsz: int) -> None:
         self.data_bufsz = data_bufsz
         self.weights_bufsz = weights_bufsz
         self.blocked_s = 0.0
         self.transfers: list[MemoryTransfer] = []
+        self.open: list[MemorySegment] = []
 
     def begin(self, data_header: DadaHeader, weights_header: DadaHeader) -> None:
         self.transfers.append(MemoryTransfer(data_header, weights_header))
 
-    @contextmanager
-    def segment(self) -> Iterator[SegmentView]:
-        # stale contents on purpose: the assembler must overwrite every byte
-        view = SegmentView(np.full(self.data_bufsz, 0xA5, np.uint8),
-                           np.full(self.weights_bufsz, 0xA5, np.uint8))
-        yield view
-        self.transfers[-1].data.append(view.data)
-        self.transfers[-1].weights.append(view.weights)
+    def open_segment(self) -> MemorySegment:
+        if self.transfers[-1].ended:
+            raise RingBufError("memory sink: the transfer has ended (short block)")
+        seg = MemorySegment(self, self.transfers[-1])
+        self.open.append(seg)
+        return seg
 
     def end(self) -> None:
+        if self.open:
+            raise RingBufError("memory sink: cannot end a transfer with uncommitted segments")
         self.transfers[-1].ended = True
 
 
