@@ -47,6 +47,11 @@ class EmuSendConfig(Config):
                                help="times the dumps are sent (time keeps advancing)")
     target_host: str = setting("transmission.target_host", str, default="127.0.0.1",
                                help="receiver address")
+    interface_address: str = setting(
+        "transmission.interface_address", str, default="",
+        help="with a multicast target_host: address of the interface to send from")
+    ttl: int = setting("transmission.ttl", int, default=1, validator=positive,
+                       help="with a multicast target_host: multicast TTL")
     target_port_start: int = setting("transmission.target_port_start", int, default=41000,
                                      validator=positive, help="port of stream 0")
     channels_per_stream: int = setting("transmission.channels_per_stream", int, default=0,
@@ -165,7 +170,8 @@ class VisSender:
         self.start_chan = start_chan
         ports = [cfg.target_port_start + i for i in range(self.nstreams)]
         self.stream = sendlib.make_stream(cfg.target_host, ports, cfg.max_packet_size, cfg.rate,
-                                          max_heaps=(self.ntime + 2) * self.nstreams + 8)
+                                          max_heaps=(self.ntime + 2) * self.nstreams + 8,
+                                          interface_address=cfg.interface_address, ttl=cfg.ttl)
         self.ig = spead2.send.ItemGroup(flavour=icd.FLAVOUR)
         for item_id, name in ((icd.TIMESTAMP_COUNT, "visibility_timestamp_count"),
                               (icd.TIMESTAMP_FRACTION, "visibility_timestamp_fraction"),

@@ -126,6 +126,10 @@ class UdpTransport:
         host = self.mcast_group or (self.bind_host if self.bind_host not in ("", "0.0.0.0")
                                     else "127.0.0.1")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            if self.mcast_group:  # TTL 0: the end heaps never leave this host
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                                socket.inet_aton(self.mcast_interface))
             for packet in _end_packets():
                 sock.sendto(packet, (host, self.port_start + index))
 

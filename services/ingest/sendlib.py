@@ -9,6 +9,7 @@ rebuilding heaps. Slots are reused only after their previous send has completed.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Sequence
 
@@ -33,12 +34,23 @@ def keys_help(cls: type[Config]) -> str:
 
 
 def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: float,
-                max_heaps: int, buffer_size: int = 4 << 20) -> spead2.send.asyncio.UdpStream:
-    """One UDP stream with a substream per port, sharing one rate limiter (bytes/s, 0 = none)."""
+                max_heaps: int, buffer_size: int = 4 << 20, interface_address: str = "",
+                ttl: int = 1) -> spead2.send.asyncio.UdpStream:
+    """One UDP stream with a substream per port, sharing one rate limiter (bytes/s, 0 = none).
+
+    To a multicast group, packets go out with ``ttl`` through ``interface_address`` (the
+    kernel's choice when empty).
+    """
     config = spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
                                       max_heaps=max_heaps)
-    return spead2.send.asyncio.UdpStream(
-        spead2.ThreadPool(1), [(host, port) for port in ports], config, buffer_size)
+    endpoints = [(host, port) for port in ports]
+    if not ipaddress.ip_address(host).is_multicast:
+        return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size)
+    if interface_address:
+        return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size,
+                                             ttl=ttl, interface_address=interface_address)
+    return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size,
+                                         ttl=ttl)
 
 
 def immediate_item(ig: spead2.send.ItemGroup, item_id: int, name: str) -> None:
