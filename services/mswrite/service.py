@@ -16,6 +16,13 @@ Per transfer, on the scan thread (all casacore I/O happens there)::
        |                                  the ring for the next reader (a continuation MS)
        `-- error (disk full, ...) ------> NAME.ms.partial left, error counted, rest drained
 
+A block pair written into the MS stays held (uncleared) in the ring until the flush that
+makes it durable; the held pairs are cleared right after that flush (or at close, abort,
+end of transfer). The MS is flushed every MS_FLUSH_INTERVAL_S, and at once when nbufs // 2
+pairs are held, so the ring writer never waits on a flush. A kill -9 therefore loses
+nothing: every block whose dumps are not in the killed daemon's ``.partial`` is delivered
+again to the next reader of the slot.
+
 A transfer already read part-way by this reader slot (``transfer.resumed``: the slot of a
 killed svc-mswrite was reclaimed, or a scan was stopped in the middle) is continued in a new
 MS whose name ends ``_resumed_d<first dump>`` (see :mod:`services.mswrite.transfer`).
@@ -161,6 +168,25 @@ class MsWriteCounters(Counters):
     current_dumps: int = gauge("dumps with rows in the MS being written")
 
 
+# --------------------------------------------------------------------------- held blocks
+class HeldBlocks:
+    """Ring blocks read (of both rings, each in its ring's order) and not yet cleared."""
+
+    def __init__(self) -> None:
+        self._blocks: list[ReadBlock] = []
+        self.pairs = 0  # block pairs held
+
+    def hold(self, data: ReadBlock | None, weights: ReadBlock | None) -> None:
+        self._blocks += [b for b in (data, weights) if b is not None]
+        self.pairs += data is not None and weights is not None
+
+    def clear(self) -> None:
+        """Give every held block back to the ring writer."""
+        blocks, self._blocks, self.pairs = self._blocks, [], 0
+        for block in blocks:
+            block.clear()
+
+
 # --------------------------------------------------------------------------- service
 class MsWriteService(Service):
     """Reads the visibility ring pair and writes each transfer as MeasurementSets."""
@@ -282,28 +308,33 @@ class MsWriteService(Service):
         except TransferError as exc:
             self._give_up(exc, transfer, None)
             return
-        blocks = self._blocks(transfer)
+        if writer.resumed and not resumed:  # a killed reader's .partial: continue it
+            c.transfers_resumed_total += 1
+        held = HeldBlocks()  # written, not yet flushed: a kill -9 has them delivered again
+        most = max(1, self._require_reader().data.layout.nbufs // 2)
         try:
-            for data, weights in blocks:
+            for data, weights in self._pairs(transfer, held):
                 writer.write(data.data, weights.data, data.obs_offset)
+                if held.pairs >= most and not writer.durable:
+                    writer.flush()  # before the ring writer has to wait for a block
+                if writer.durable:
+                    held.clear()
         except WriterDied:
             c.writer_died_total += 1
             logger.warning("scan %d: the ring writer died; closing what arrived",
                            writer.stream.scan_id)
-            self._close(writer)
+            self._close(writer, held)
         except TransferError as exc:
-            blocks.close()
-            self._give_up(exc, transfer, writer)
+            self._give_up(exc, transfer, writer, held)
         except (MsWriteError, OSError, RuntimeError) as exc:
-            blocks.close()
-            self._give_up(TransferError(Reason.WRITE_FAILED, _one_line(exc)), transfer, writer)
+            self._give_up(TransferError(Reason.WRITE_FAILED, _one_line(exc)), transfer, writer,
+                          held)
         except BaseException:  # stop (Interrupted) or a bug: keep what was written
-            blocks.close()
             self._keep_pending(transfer, draining=False)
-            self._close(writer)
+            self._close(writer, held)
             raise
         else:
-            self._close(writer)
+            self._close(writer, held)
 
     def _open_writer(self, transfer: PairReadTransfer, expected_scan: int | None,
                      resumed: bool) -> TransferWriter:
@@ -337,23 +368,27 @@ class MsWriteService(Service):
                                 self.counters, resumed)
         writer.start()
         logger.info("scan %d: transfer started%s", scan_id,
-                    " (continuation)" if resumed else "")
+                    " (continuation)" if writer.resumed else "")
         return writer
 
-    def _blocks(self, transfer: PairReadTransfer) -> Iterator[tuple[ReadBlock, ReadBlock]]:
-        """Block pairs until the end of the transfer; each cleared when the next is asked.
+    def _pairs(self, transfer: PairReadTransfer,
+               held: HeldBlocks) -> Iterator[tuple[ReadBlock, ReadBlock]]:
+        """Block pairs until the end of the transfer, each added to ``held`` (the caller
+        clears them). WriterDied and Interrupted propagate; a block still held when the
+        process dies is delivered again to the next reader.
 
-        WriterDied and Interrupted propagate; a block held when they do stays in the ring
-        for the next reader.
+        Each ring is read with its own timeout retries (progress reported while waiting),
+        so a wait that times out between the two blocks of a pair never splits it.
         """
         c = self.counters
         while True:
-            data = self._next_block(transfer.data)
-            weights = self._next_block(transfer.weights)
+            data = weights = None
+            try:
+                data = self._next_block(transfer.data)
+                weights = self._next_block(transfer.weights)
+            finally:
+                held.hold(data, weights)
             if data is None or weights is None:
-                for block in (data, weights):
-                    if block is not None:
-                        block.clear()
                 if data is not None or weights is not None:
                     raise TransferError(Reason.BAD_BLOCK, "ring pair: one ring ended its "
                                         "transfer before the other")
@@ -362,11 +397,7 @@ class MsWriteService(Service):
             c.bytes_total += data.nbytes + weights.nbytes
             self.health.data_seen()
             self.progress()
-            try:
-                yield data, weights
-            finally:
-                data.clear()
-                weights.clear()
+            yield data, weights
 
     def _next_block(self, transfer: ReadTransfer) -> ReadBlock | None:
         """The next block of one ring (None at its end), reporting progress while waiting."""
@@ -381,15 +412,22 @@ class MsWriteService(Service):
                 self.progress()
 
     def _drain(self, transfer: PairReadTransfer) -> None:
-        """Read and discard the rest of a transfer (so ingest never waits on us)."""
+        """Read and discard the rest of a transfer (so ingest never waits on us).
+
+        Not ``transfer.skip()``: a drain can last a whole scan, so it reports progress and
+        counts the blocks, and a ring wait that times out is retried, not raised.
+        """
+        held = HeldBlocks()
         try:
-            for _ in self._blocks(transfer):
-                pass
+            for _ in self._pairs(transfer, held):
+                held.clear()
         except (WriterDied, TransferError):
             pass
         except BaseException:  # stop: drain the rest at the next scan
             self._keep_pending(transfer, draining=True)
             raise
+        finally:
+            held.clear()
 
     def _keep_pending(self, transfer: PairReadTransfer, draining: bool) -> None:
         """Remember a transfer a stop left part-way (resumed by the next scan loop)."""
@@ -397,22 +435,29 @@ class MsWriteService(Service):
             self._pending = (transfer, draining)
 
     def _give_up(self, exc: TransferError, transfer: PairReadTransfer,
-                 writer: TransferWriter | None) -> None:
+                 writer: TransferWriter | None, held: HeldBlocks | None = None) -> None:
         c = self.counters
         c.errors.add(exc.reason)
         c.transfers_skipped_total += 1
-        left = writer.abort() if writer is not None else None
+        try:
+            left = writer.abort() if writer is not None else None
+        finally:
+            if held is not None:
+                held.clear()
         logger.error("%s%s; draining the rest of the transfer", exc,
                      f" (left {left})" if left else "")
         self._drain(transfer)
 
-    def _close(self, writer: TransferWriter) -> None:
+    def _close(self, writer: TransferWriter, held: HeldBlocks) -> None:
+        """Close the MS (flushing it), then clear the blocks it held."""
         try:
             paths = writer.close()
         except TransferError as exc:
             self.counters.errors.add(exc.reason)
             logger.error("%s", exc)
             return
+        finally:
+            held.clear()
         logger.info("scan %d: wrote %s", writer.stream.scan_id,
                     ", ".join(str(p) for p in paths) or "nothing")
 

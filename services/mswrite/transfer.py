@@ -6,11 +6,16 @@ Naming (``MS_NAME_TEMPLATE`` with ``{SCAN_ID}`` and ``{UTC_START}``, ending in `
     scan42_2024-06-01-12:00:00_part003.ms             rollover: dumps [3N, 4N)
     scan42_2024-06-01-12:00:00_resumed_d17.ms         continuation from dump 17
     scan42_2024-06-01-12:00:00_part002_resumed_d17.ms continuation inside a rollover part
+    scan42_2024-06-01-12:00:00_resumed_d17_2.ms       2nd continuation from dump 17
 
 A *continuation* MS holds the rest of a transfer that an earlier reader (a killed
 svc-mswrite, or a scan stopped part-way) had started: it begins at the first dump delivered
 and keeps the dumps before it out (they are in the earlier MS). With rollover, the parts
-after it are named as usual.
+after it are named as usual. An earlier reader killed before it cleared any block leaves
+its ``.partial`` under the name this transfer would take (the first MS, or the same
+continuation): the transfer is then continued too, under the next free name (``_2``,
+``_3``, ...). The service clears a block only once the MS holding it is flushed, so such a
+``.partial`` holds none of the dumps delivered again.
 
 Rows exist for every dump from the MS's first dump to the last one seen; a rollover part
 that was left for the next one is padded with flagged rows up to its last dump, and a part
@@ -103,8 +108,9 @@ def check_template(template: str) -> None:
 
 
 def ms_name(template: str, scan_id: int, utc_start: str, part: int | None = None,
-            resumed_from: int | None = None) -> str:
-    """The MS file name of a transfer, a rollover part and/or a continuation (module doc)."""
+            resumed_from: int | None = None, attempt: int = 1) -> str:
+    """The MS file name of a transfer, a rollover part and/or a continuation (its
+    ``attempt``-th from that dump: see the module doc)."""
     name = template.format(SCAN_ID=scan_id, UTC_START=utc_start)
     if "/" in name or name in (".ms", "..ms"):
         raise HeaderError(f"UTC_START {utc_start!r} makes the MS name {name!r} unusable")
@@ -113,6 +119,8 @@ def ms_name(template: str, scan_id: int, utc_start: str, part: int | None = None
         stem += f"_part{part:03d}"
     if resumed_from is not None:
         stem += f"_resumed_d{resumed_from}"
+        if attempt > 1:
+            stem += f"_{attempt}"
     return stem + ".ms"
 
 
@@ -135,11 +143,36 @@ class TransferWriter:
         self.target = target
         self.headers = (data_header, weights_header)
         self.counters = counters
-        self.resumed = resumed
+        self.resumed = resumed or self._left_by_killed_reader()
         self.paths: list[Path] = []  # MSs closed cleanly
         self._writer: VisWriter | None = None
         self._part = 0
         self._opened_any = False
+
+    def _left_by_killed_reader(self) -> bool:
+        """True when the first MS of this transfer is a ``.partial`` without ``NAME.ms``: a
+        reader killed before it cleared any block (a continuation from the first dump)."""
+        t, s = self.target, self.stream
+        path = t.output_dir / ms_name(t.name_template, s.scan_id, s.utc_start,
+                                      0 if t.rollover_dumps else None)
+        if _is_killed_partial(path):
+            logger.warning("%s%s left by an earlier reader of this transfer: continuing it",
+                           path, PARTIAL_SUFFIX)
+            return True
+        return False
+
+    @property
+    def durable(self) -> bool:
+        """True when every dump written so far is on disk (a kill -9 now loses none)."""
+        return self._writer is None or self._writer.flushed
+
+    def flush(self) -> None:
+        """Flush the MS being written now (the parts before it are closed already)."""
+        if self._writer is not None:
+            try:
+                self._writer.flush()
+            except MsWriteError as exc:
+                raise _write_error(exc) from None
 
     @property
     def current_path(self) -> Path | None:
@@ -217,9 +250,14 @@ class TransferWriter:
     def _open(self, part: int, first_dump: int) -> None:
         t, s = self.target, self.stream
         resumed_from = first_dump if self.resumed and not self._opened_any else None
-        name = ms_name(t.name_template, s.scan_id, s.utc_start,
-                       part if t.rollover_dumps else None, resumed_from)
-        path = t.output_dir / name
+        part_no = part if t.rollover_dumps else None
+        attempt = 1
+        path = t.output_dir / ms_name(t.name_template, s.scan_id, s.utc_start, part_no,
+                                      resumed_from)
+        while resumed_from is not None and _is_killed_partial(path):
+            attempt += 1
+            path = t.output_dir / ms_name(t.name_template, s.scan_id, s.utc_start, part_no,
+                                          resumed_from, attempt)
         _check_output(path)
         try:
             self._writer = VisWriter.open(
@@ -274,6 +312,12 @@ def _write_error(exc: MsWriteError) -> TransferError:
     if "not a whole number of dumps" in text or "before the first dump" in text:
         return TransferError(Reason.BAD_BLOCK, text)
     return TransferError(Reason.WRITE_FAILED, text)
+
+
+def _is_killed_partial(path: Path) -> bool:
+    """``path.partial`` exists and ``path`` does not: an MS whose writer never closed it."""
+    return (os.path.lexists(path.with_name(path.name + PARTIAL_SUFFIX))
+            and not os.path.lexists(path))
 
 
 def _check_output(path: Path) -> None:

@@ -6,7 +6,7 @@ State machine of one :class:`VisWriter` (one MS)::
        |                       |  error / abort() / kill -9
        v                       v
     MsWriteError,          NAME.ms.partial stays: it opens and holds every dump
-    nothing created        written before the last flush (one flush per block)
+    nothing created        written before the last flush (:attr:`VisWriter.flushed`)
 
 Row layout: dump *d* (counted from ``dump_offset``) occupies rows
 ``[d * NBASELINE, (d + 1) * NBASELINE)`` in the stream's baseline order. Dumps that never
@@ -79,6 +79,7 @@ class VisWriter:
         self.path = path
         self.flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
+        self._unflushed = False  # rows written since the last flush
         self.partial_path = path.with_name(path.name + PARTIAL_SUFFIX)
         self.stream = stream
         self.dump_offset = dump_offset
@@ -107,8 +108,9 @@ class VisWriter:
         or, without one, from ``antennas`` and ``phase_centre`` (falling back to the
         headers' PHASE_CENTRE_RA_DEG/DEC_DEG), with UVW computed by casacore.measures.
         ``config_text`` goes into HISTORY with both headers. The MS is flushed after
-        every block, or at most every ``flush_interval_s`` seconds if that is > 0 (then a
-        kill -9 loses at most that much). Raises :class:`MsWriteError`
+        every block, or at most every ``flush_interval_s`` seconds if that is > 0 (a
+        caller that must lose nothing keeps its input until :attr:`flushed`, or calls
+        :meth:`flush`). Raises :class:`MsWriteError`
         or :class:`ringbuf.errors.HeaderError` before creating anything.
         """
         path = Path(path)
@@ -186,6 +188,7 @@ class VisWriter:
         new_dumps = max(start + len(vis) - self._dumps, 0)
         _check_space(self.partial_path, self.stream, new_dumps, self._dumps)
         try:
+            self._unflushed = True
             if start > self._dumps:
                 logger.warning("%s: dumps %d..%d never arrived; writing them flagged",
                                self.partial_path, self.dump_offset + self._dumps, first_dump - 1)
@@ -193,11 +196,25 @@ class VisWriter:
             rows = self._rows(vis, weights, first_dump)
             table.put_rows(start * self.stream.nbaseline, rows)
             self._dumps = max(self._dumps, start + len(vis))
-            if time.monotonic() - self._last_flush >= self.flush_interval_s:
-                table.flush()
-                self._last_flush = time.monotonic()
         except (RuntimeError, OSError) as exc:
             raise self._write_error(exc) from None
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    @property
+    def flushed(self) -> bool:
+        """True when every row written so far is on disk (a kill -9 now loses none)."""
+        return not self._unflushed
+
+    def flush(self) -> None:
+        """Write every row so far to disk now: ``NAME.ms.partial`` then opens with them."""
+        table = self._require_open()
+        try:
+            table.flush()
+        except (RuntimeError, OSError) as exc:
+            raise self._write_error(exc) from None
+        self._unflushed = False
+        self._last_flush = time.monotonic()
 
     def _fill_missing(self, upto: int) -> None:
         """Give flagged, zeroed rows to the dumps from the current end up to ``upto``."""
@@ -231,11 +248,10 @@ class VisWriter:
         return block
 
     def _rows(self, vis: np.ndarray, weights: np.ndarray, first_dump: int) -> RowBlock:
-        """Convert dumps (time, channel, baseline[, pol]) to rows (time x baseline, channel, pol)."""
+        """Dumps (time, channel, baseline[, pol]) as rows (time x baseline, channel, pol)."""
         s = self.stream
         ndump = len(vis)
         rows = self._block_buffers(ndump)
-        nrow = ndump * s.nbaseline
         dumps = np.arange(first_dump, first_dump + ndump)
         times = s.dump_times_mjd(dumps)
         rows.time.reshape(ndump, s.nbaseline)[:] = times[:, None]
@@ -300,6 +316,7 @@ class VisWriter:
                                self.expected_dumps)
                 self._fill_missing(self.expected_dumps)
             table.close()
+            self._unflushed = False
         except (RuntimeError, OSError) as exc:
             raise self._write_error(exc) from None
         finally:

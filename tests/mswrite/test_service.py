@@ -41,8 +41,8 @@ def antenna_file(tmp_path) -> Path:
 def rings(key_factory):
     made: list[Rings] = []
 
-    def make(stream=None) -> Rings:
-        made.append(Rings(key_factory, stream or small_stream()))
+    def make(stream=None, nbufs: int = 16) -> Rings:
+        made.append(Rings(key_factory, stream or small_stream(), nbufs))
         return made[-1]
 
     yield make
@@ -221,6 +221,77 @@ def test_kill_9_and_sigterm_mid_transfer_lose_nothing(tmp_path, rings, daemons, 
         covered |= set(range(start, start + ndump))
     assert covered == set(range(14))
     assert not (out / NAME.format(9)).exists()  # the killed one never looks complete
+
+
+def ms_dumps(path: Path, stream) -> list[int]:
+    """The dump indices of an MS's rows, from TIME (one entry per dump)."""
+    times = read_ms(path)["TIME"][::stream.nbaseline]
+    table = stream.dump_times_mjd(np.arange(1000))
+    dumps = [int(np.argmin(np.abs(table - t))) for t in times]
+    np.testing.assert_allclose(times, table[dumps])
+    return dumps
+
+
+def test_kill_9_with_the_default_flush_interval_loses_and_doubles_nothing(
+        tmp_path, rings, daemons, antenna_file):
+    """MS_FLUSH_INTERVAL_S 1 (the default): svc-mswrite clears a ring block only after the
+    flush that made its dumps durable, so two kill -9s mid-transfer (the second before the
+    continuation flushed anything) lose no dump and write none twice."""
+    out = out_dir(tmp_path)
+    r = rings()
+    args = ("--autonomous", *r.options, "-o", f"MS_OUTPUT_DIR={out}",
+            "-o", f"MS_ANTENNA_FILE={antenna_file}")
+    d = daemons(*args)
+    with r.transfer(small_stream(scan_id=9)) as put:
+        for i in range(3):
+            put(i)
+        d.wait_counter("dumps_written_total", 3)
+        time.sleep(1.2)  # the next block's write flushes (interval passed)
+        for i in range(3, 6):
+            put(i)
+        d.wait_counter("dumps_written_total", 6)
+        held = d.request("status")["ring"]["data"]["full_blocks"]
+        d.kill9()
+        flushed = ms_dumps(out / (NAME.format(9) + ".partial"), r.stream)
+        assert flushed == list(range(len(flushed))) and 4 <= len(flushed) < 6
+        assert held >= 6 - len(flushed)  # the unflushed dumps' blocks were still held
+
+        d = daemons(*args)  # continues at the first unflushed dump, delivered again
+        for i in range(6, 8):
+            put(i)
+        d.wait_counter("dumps_written_total", 8 - len(flushed))
+        assert d.counters()["transfers_resumed_total"] == 1
+        d.kill9()  # within a second: its continuation has flushed nothing (or little)
+
+        d = daemons(*args)
+        for i in range(8, 12):
+            put(i)
+    d.wait_counter("ms_written_total", 1)
+    closed = list(out.glob("*.ms"))
+    assert len(closed) == 1 and "_resumed_d" in closed[0].name
+    seen: list[int] = []
+    for path in [*closed, *out.glob("*.ms.partial")]:
+        dumps = ms_dumps(path, r.stream)
+        if dumps:
+            check_ms(path, r.stream, 9, dumps)  # exact values of every dump it holds
+        seen += dumps
+    assert sorted(seen) == list(range(12))  # every dump in exactly one MS
+
+
+def test_held_blocks_never_stall_a_small_ring(tmp_path, rings, daemons, antenna_file):
+    """A 4-buffer ring fed faster than the flush interval: the daemon flushes when it holds
+    nbufs // 2 blocks, so the ring writer never waits for long."""
+    out = out_dir(tmp_path)
+    r = rings(nbufs=4)
+    d = daemons("--autonomous", *r.options, "-o", f"MS_OUTPUT_DIR={out}",
+                "-o", f"MS_ANTENNA_FILE={antenna_file}", "-o", "MS_FLUSH_INTERVAL_S=30")
+    start = time.monotonic()
+    with r.transfer(small_stream(scan_id=3)) as put:
+        for i in range(12):
+            put(i)
+    assert time.monotonic() - start < 10  # with all 4 held it would stall until timeout
+    d.wait_counter("ms_written_total", 1)
+    check_ms(out / NAME.format(3), r.stream, 3, range(12))
 
 
 def test_data_model_gives_uvw_and_a_mismatch_is_skipped(tmp_path, rings, daemons):

@@ -30,8 +30,9 @@ def block(stream, dumps, lost=None):
 def writer_for(tmp_path, antennas, stream, resumed=False, **target):
     counters = MsWriteCounters()
     data_header, weights_header = stream.headers()
-    w = TransferWriter(MsTarget(output_dir=tmp_path, antennas=antennas, flush_interval_s=0.0,
-                                **target), data_header, weights_header, counters, resumed)
+    target.setdefault("flush_interval_s", 0.0)
+    w = TransferWriter(MsTarget(output_dir=tmp_path, antennas=antennas, **target), data_header,
+                       weights_header, counters, resumed)
     return w, counters
 
 
@@ -143,3 +144,37 @@ def test_every_counter_is_documented():
     docs = (Path(__file__).resolve().parents[2] / "docs" / "mswrite.md").read_text()
     for name, kind, _ in MsWriteCounters.describe():
         assert f"| `{name}` | {kind} |" in docs, name
+
+
+def test_partial_of_a_killed_reader_makes_a_continuation(tmp_path, antennas):
+    """A reader killed before it cleared any block left the first MS as ``.partial`` (with no
+    durable dump): the transfer is continued from its first delivered dump under the next
+    free name, never refused and never written into that ``.partial``."""
+    stream = small_stream(nant=6)
+    (tmp_path / "scan42_2024-06-01-12:00:00.ms.partial").mkdir()
+    (tmp_path / "scan42_2024-06-01-12:00:00_resumed_d0.ms.partial").mkdir()
+    w, c = writer_for(tmp_path, antennas, stream)
+    assert w.resumed
+    w.start()
+    w.write(*block(stream, [0]), 0)
+    assert w.durable  # flush interval 0: flushed after the block
+    [path] = w.close()
+    assert path.name == "scan42_2024-06-01-12:00:00_resumed_d0_2.ms"
+    want_data, _ = expected_rows(stream, [0])
+    np.testing.assert_array_equal(read_ms(path)["DATA"], want_data)
+    assert ms_name("s{SCAN_ID}.ms", 7, "x", resumed_from=17, attempt=3) == "s7_resumed_d17_3.ms"
+
+
+def test_durable_follows_the_flushes(tmp_path, antennas):
+    stream = small_stream(nant=6)
+    w, _ = writer_for(tmp_path, antennas, stream, flush_interval_s=600.0)
+    w.start()
+    assert w.durable
+    w.write(*block(stream, [0]), 0)
+    assert not w.durable
+    w.flush()
+    assert w.durable
+    w.write(*block(stream, [1]), stream.data_dump_bytes)
+    assert not w.durable
+    assert [p.name for p in w.close()] == ["scan42_2024-06-01-12:00:00.ms"]
+    assert w.durable

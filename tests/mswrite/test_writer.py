@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from casacore import tables
@@ -215,3 +218,29 @@ def test_bad_blocks(tmp_path, stream, antennas, make_dumps):
     with tables.table(str(tmp_path / "b.ms"), ack=False) as t:
         assert t.nrows() == 2 * stream.nbaseline
         assert t.getcol("FLAG").all()
+
+
+def _rows_on_disk(path) -> int:
+    """Rows another process sees in the MS (what a kill -9 now would leave)."""
+    code = ("import sys; from casacore import tables; "
+            "print(tables.table(sys.argv[1], ack=False, lockoptions='usernoread').nrows())")
+    return int(subprocess.run([sys.executable, "-c", code, str(path)], check=True,
+                              capture_output=True, text=True, timeout=30).stdout)
+
+
+def test_flush_interval_and_explicit_flush(tmp_path, stream, antennas, make_dumps):
+    """Within the flush interval rows are written but not on disk (``flushed`` False) until
+    ``flush()``; the service keeps their ring blocks until then."""
+    vis, weights = make_dumps(stream, 3, seed=3)
+    writer = open_writer(tmp_path / "f.ms", stream, antennas, flush_interval_s=600.0)
+    assert writer.flushed
+    writer.write_dumps(vis[:2], weights[:2], 0)
+    assert not writer.flushed and writer.dumps_written == 2
+    assert _rows_on_disk(writer.partial_path) == 0
+    writer.flush()
+    assert writer.flushed
+    assert _rows_on_disk(writer.partial_path) == 2 * stream.nbaseline
+    writer.write_dumps(vis[2:], weights[2:], 2)
+    assert not writer.flushed
+    writer.close()
+    assert read_main(tmp_path / "f.ms")["TIME"].shape == (3 * stream.nbaseline,)
