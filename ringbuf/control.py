@@ -29,6 +29,7 @@ FLAG_MLOCK = 1
 
 # reader slot words (relative)
 R_STATE, R_PID, R_START, R_SINCE_NS, R_OPENED, R_CLEARED, R_XFER, R_BYTES, R_ATTACHES = range(9)
+R_HDR_SEEN = 9  # 1 + id of the last transfer whose header this slot delivered (0: none)
 SLOT_HELD = 0  # no process attached; the slot keeps its position and gates the writer
 SLOT_ATTACHED = 1
 

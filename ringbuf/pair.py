@@ -10,7 +10,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ringbuf.errors import EndOfData, RingBufError, RingLayoutMismatch, WriterDied
+from ringbuf.errors import (
+    EndOfData,
+    Interrupted,
+    RingBufError,
+    RingLayoutMismatch,
+    Timeout,
+    WriterDied,
+)
 from ringbuf.header import DadaHeader
 from ringbuf.layout import RingLayout
 from ringbuf.reader import ReadBlock, ReadTransfer, RingReader
@@ -182,6 +189,7 @@ class PairReadTransfer:
         self.data_header = data.header
         self.weights_header = weights.header
         self.resumed = data.resumed or weights.resumed
+        self._pending_data: ReadBlock | None = None
 
     def segments(self) -> Iterator[Segment]:
         """Yield segments until end of data; each is cleared when the next is asked for."""
@@ -213,8 +221,16 @@ class PairReadTransfer:
         ends = []
         blocks: list[ReadBlock | None] = []
         for transfer in (self.data, self.weights):
+            if transfer is self.data and self._pending_data is not None:
+                blocks.append(self._pending_data)  # read before a weights wait timed out
+                self._pending_data = None
+                continue
             try:
                 blocks.append(transfer.next_block(timeout))
+            except (Timeout, Interrupted):
+                if blocks and blocks[0] is not None:  # keep the pair together for the retry
+                    self._pending_data = blocks[0]
+                raise
             except WriterDied as exc:
                 blocks.append(None)
                 ends.append(exc)

@@ -106,7 +106,9 @@ class RingReader:
         )
         header = DadaHeader.from_bytes(ring.header_bytes(xfer_id), source=f"ring {self.key} transfer {xfer_id}")
         start = q[rec + c.X_START_BLOCK]
-        resumed = q[self.base + c.R_CLEARED] > start
+        # resumed: this slot already delivered this transfer's header (to a reader now gone)
+        resumed = q[self.base + c.R_HDR_SEEN] == xfer_id + 1 or q[self.base + c.R_CLEARED] > start
+        q[self.base + c.R_HDR_SEEN] = xfer_id + 1
         if q[self.base + c.R_CLEARED] < start:  # blocks nobody needs (held ones are given up)
             skipped = start - q[self.base + c.R_CLEARED]
             q[self.base + c.R_CLEARED] = q[self.base + c.R_OPENED] = start

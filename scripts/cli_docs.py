@@ -39,8 +39,9 @@ def load(target: str) -> click.Command:
 
 
 def help_text(command: click.Command, name: str, parent: click.Context | None = None) -> str:
-    ctx = click.Context(command, info_name=name, parent=parent, terminal_width=100,
-                        max_content_width=100)
+    # make_context applies the command's context_settings (such as -h for --help)
+    ctx = command.make_context(name, [], parent=parent, resilient_parsing=True,
+                               terminal_width=100, max_content_width=100)
     return command.get_help(ctx)
 
 
@@ -52,7 +53,7 @@ def render() -> str:
         command = load(target)
         out += [f"## `{name}`", "", "```", help_text(command, name), "```", ""]
         if isinstance(command, click.Group):
-            parent = click.Context(command, info_name=name)
+            parent = command.make_context(name, [], resilient_parsing=True)
             for sub_name in sorted(command.commands):
                 sub = command.commands[sub_name]
                 out += [f"### `{name} {sub_name}`", "", "```", help_text(sub, sub_name, parent),

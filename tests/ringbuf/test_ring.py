@@ -255,3 +255,15 @@ def test_held_blocks_are_cleared_in_order_and_redelivered_after_close(ring):
             assert rx.resumed
             block = rx.next_block()
             assert block.index == 1 and (block.data == 1).all()
+
+
+def test_a_transfer_is_resumed_when_the_slot_saw_its_header(ring):
+    with RingWriter(ring, timeout=5) as writer, writer.open_transfer({"A": 1}) as xfer:
+        xfer.write(b"x" * 4096 * 2)
+        with RingReader(ring, timeout=5) as reader:
+            rx = reader.open_transfer()
+            assert not rx.resumed
+            rx.next_block()  # held, never cleared
+        with RingReader(ring, timeout=5) as successor:
+            rx = successor.open_transfer()
+            assert rx.resumed and rx.next_block().index == 0
