@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import math
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,7 +62,8 @@ def antenna_file(path: Path) -> Path:
     return path
 
 
-def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path) -> tuple[bool, float, str]:
+def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path,
+          ms_dir: Path) -> tuple[bool, float, str]:
     """(passed, achieved Gb/s, note) of one run of the real processes at ``rate_gbps``."""
     from ringbuf import RingLayout
     from services.demo.processes import ProcessGroup, free_udp_ports, options, tool
@@ -79,10 +81,10 @@ def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path) -> tuple
         group.start("svc-ingest", [tool("svc-ingest"), "--autonomous", "--socket", sock,
                                    *options(ingest)], sock)
         if pipeline:
-            (work / "ms").mkdir(exist_ok=True)
+            ms_dir.mkdir(parents=True, exist_ok=True)
             sock = group.socket_path("mswrite")
             group.start("svc-mswrite", [tool("svc-mswrite"), "--autonomous", "--socket", sock, *options({
-                "DATA_KEY": dk, "WEIGHTS_KEY": wk, "MS_OUTPUT_DIR": work / "ms",
+                "DATA_KEY": dk, "WEIGHTS_KEY": wk, "MS_OUTPUT_DIR": ms_dir,
                 "MS_ANTENNA_FILE": antenna_file(work / "stations.txt"), "PHASE_CENTRE_RA_DEG": 60,
                 "PHASE_CENTRE_DEC_DEG": -30, "MS_NAME_TEMPLATE": "bench{SCAN_ID}.ms"})], sock)
         else:
@@ -106,16 +108,18 @@ def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path) -> tuple
             return False, achieved, f"{complete}/{sent_heaps} heaps, {lost} lost"
         if not pipeline:
             return True, achieved, f"{complete}/{sent_heaps} heaps"
-        _, ms = wait_for_ms(group, "svc-mswrite", work / "ms", "bench1.ms", timeout=120)
+        _, ms = wait_for_ms(group, "svc-mswrite", ms_dir, "bench1.ms", timeout=120)
         dumps = sent_heaps // NSTREAMS
         ok = ms["dumps_written_total"] == dumps and ms["visibilities_flagged_total"] == 0
         return ok, achieved, f"{complete}/{sent_heaps} heaps, MS {ms['dumps_written_total']}/{dumps} dumps"
 
 
-def sweep(rates: list[float], seconds: float, pipeline: bool, root: Path) -> float:
+def sweep(rates: list[float], seconds: float, pipeline: bool, root: Path, ms_root: Path) -> float:
     best = 0.0
     for rate in rates:
-        ok, achieved, note = trial(rate, seconds, pipeline, root / f"{'pipe' if pipeline else 'ingest'}-{rate}")
+        name = f"{'pipe' if pipeline else 'ingest'}-{rate}"
+        ok, achieved, note = trial(rate, seconds, pipeline, root / name, ms_root / name)
+        shutil.rmtree(ms_root / name, ignore_errors=True)
         print(f"  {'pipeline' if pipeline else 'ingest only'} at {rate:.2f} Gb/s: sent "
               f"{achieved:.2f} Gb/s, {note}: {'PASS' if ok else 'FAIL'}", flush=True)
         if not ok:
@@ -131,6 +135,9 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="instead: run the pipeline at --soak-rate for this long")
     parser.add_argument("--soak-rate", type=float, default=1.0, help="Gb/s of the soak")
+    parser.add_argument("--ms-dir", type=Path, default=None,
+                        help="where the MeasurementSets go (default: a directory on the disk "
+                             "next to this run; /dev/shm/... takes the disk out of the picture)")
     parser.add_argument("--send", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.send:
@@ -138,14 +145,17 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="pipe", dir=Path.cwd()) as tmp:
         root = Path(tmp)
+        ms_root = Path(tempfile.mkdtemp(prefix="pipe-ms-", dir=args.ms_dir or root))
         if args.soak:
-            ok, achieved, note = trial(args.soak_rate, args.soak, True, root / "soak")
+            ok, achieved, note = trial(args.soak_rate, args.soak, True, root / "soak", ms_root)
+            shutil.rmtree(ms_root, ignore_errors=True)
             print(f"soak {args.soak:g} s at {args.soak_rate:g} Gb/s: sent {achieved:.2f} Gb/s, "
                   f"{note}: {'PASS' if ok else 'FAIL'}")
             raise SystemExit(0 if ok else 1)
         rates = [float(r) for r in args.rates.split(",")]
-        ingest_only = sweep(rates, args.trial_seconds, False, root)
-        pipeline = sweep(rates, args.trial_seconds, True, root)
+        ingest_only = sweep(rates, args.trial_seconds, False, root, ms_root)
+        pipeline = sweep(rates, args.trial_seconds, True, root, ms_root)
+        shutil.rmtree(ms_root, ignore_errors=True)
     print(f"ingest only (svc-ingest + ringbuf null), lossless: {ingest_only:.2f} Gb/s   [baseline]")
     print(f"whole pipeline (svc-ingest + svc-mswrite), lossless, complete MS: {pipeline:.2f} Gb/s "
           f"= {pipeline / ingest_only if ingest_only else float('nan'):.2f} x ingest only (goal >= 0.8)")
