@@ -111,7 +111,8 @@ def main() -> None:
             rates["rec"].append(rec.bytes / MB / rec.seconds)
 
             files = sorted(rec_dir.iterdir())
-            readers = [lambda: dd_read(files), lambda: play_once(key, rec_dir, nbytes, procs)]
+            readers = [lambda files=files: dd_read(files),
+                       lambda rec_dir=rec_dir: play_once(key, rec_dir, nbytes, procs)]
             if len(rates["rec"]) % 2 == 0:  # alternate the order, so neither gains from it
                 readers.reverse()
             for measure in readers:
@@ -128,8 +129,8 @@ def main() -> None:
 
         med = {name: statistics.median(values) for name, values in rates.items()}
         # paired ratios: each round's record/play against the dd run next to it
-        rec_ratio = statistics.median(r / d for r, d in zip(rates["rec"], rates["ddw"]))
-        play_ratio = statistics.median(p / d for p, d in zip(rates["play"], rates["ddr"]))
+        rec_ratio = statistics.median(r / d for r, d in zip(rates["rec"], rates["ddw"], strict=False))
+        play_ratio = statistics.median(p / d for p, d in zip(rates["play"], rates["ddr"], strict=False))
         runs = len(rates["rec"])
         print(f"disk: {work} ({opts.size_mb} MiB per measurement, medians of {runs} rounds)")
         print(f"dd write (fdatasync) {med['ddw']:9.1f} MB/s")

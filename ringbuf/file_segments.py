@@ -86,7 +86,7 @@ def split_runs(infos: Sequence[DadaFileInfo]) -> list[list[DadaFileInfo]]:
 
 def check_contiguous(infos: Sequence[DadaFileInfo]) -> None:
     """DadaFileError naming the first pair of files that do not follow on."""
-    for prev, nxt in zip(infos, infos[1:]):
+    for prev, nxt in zip(infos, infos[1:], strict=False):
         if nxt.utc_start != prev.utc_start:
             raise DadaFileError(
                 f"{nxt.path}: UTC_START {nxt.utc_start} differs from {prev.utc_start} "
@@ -203,7 +203,7 @@ class FileSegmentProducer:
             )
         check_contiguous(data)
         check_contiguous(weights)
-        self.pairs: list[FilePair] = [pair_files(d, w) for d, w in zip(data, weights)]
+        self.pairs: list[FilePair] = [pair_files(d, w) for d, w in zip(data, weights, strict=True)]
         self.data_header: DadaHeader = data[0].header
         self.weights_header: DadaHeader = weights[0].header
 

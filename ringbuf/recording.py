@@ -432,7 +432,7 @@ def _pair_runs(paths: PathsArg) -> list[tuple[list[DadaFileInfo], list[DadaFileI
     for data_run in split_runs(data):
         weights_run = [_weights_info(info) for info in data_run]
         check_contiguous(weights_run)
-        pairs = [pair_files(d, w) for d, w in zip(data_run, weights_run)]
+        pairs = [pair_files(d, w) for d, w in zip(data_run, weights_run, strict=False)]
         for pair in pairs[:-1]:
             if pair.data.data_size % pair.data_resolution:
                 raise DadaFileError(f"{pair.data.path}: partial heap in the middle of a run")

@@ -13,7 +13,6 @@ import ipaddress
 import logging
 from collections.abc import Sequence
 
-import numpy as np
 import spead2
 import spead2.send
 import spead2.send.asyncio

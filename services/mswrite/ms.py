@@ -112,7 +112,7 @@ def _main_desc(nchan: int) -> tuple[dict, dict]:
     for name in ism:
         desc[name].update(dataManagerType="IncrementalStMan", dataManagerGroup="ISMData")
     dminfo = {"*1": {"TYPE": "IncrementalStMan", "NAME": "ISMData", "SPEC": {}, "COLUMNS": ism}}
-    for i, (name, itemsize) in enumerate(zip(_TILED, (8, 1, 4)), start=2):
+    for i, (name, itemsize) in enumerate(zip(_TILED, (8, 1, 4), strict=False), start=2):
         group = f"Tiled{name.title().replace('_', '')}"
         desc[name].update(dataManagerType="TiledColumnStMan", dataManagerGroup=group)
         dminfo[f"*{i}"] = {"TYPE": "TiledColumnStMan", "NAME": group, "COLUMNS": [name],

@@ -79,7 +79,7 @@ def _write_header(f: h5py.File, result: StatResult) -> None:
         offset += size
     itemsize = offset + (-offset % 8)
     ftype = h5t.create(h5t.COMPOUND, itemsize)
-    for (name, tid, _dt), off in zip(members, offsets):
+    for (name, tid, _dt), off in zip(members, offsets, strict=False):
         ftype.insert(name.encode("ascii"), off, tid)
     space = h5s.create_simple((1,))
     dset = h5py.Dataset(h5d.create(f.id, schema.HEADER_DATASET.encode("ascii"), ftype, space))

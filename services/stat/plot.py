@@ -30,7 +30,7 @@ DPI = 100
 def _spans(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) runs of True in ``mask``."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=False))
 
 
 def render(h5_path: Path, out_path: Path, freq_mask: str | None = None) -> Path:

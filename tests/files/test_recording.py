@@ -93,7 +93,7 @@ def test_single_ring_round_trip_with_rollover_and_several_transfers(rings, kit, 
     played = play(key, tmp_path, timeout=10)
     got = reader.result()
     assert played.transfers == 3 and played.bytes == summary.bytes
-    for (header, payload), (got_header, got_payload) in zip(transfers, got):
+    for (header, payload), (got_header, got_payload) in zip(transfers, got, strict=False):
         assert got_payload == payload.tobytes()
         assert_same_keys(header, got_header)
         assert "FILE_SIZE" not in got_header and "FILE_NUMBER" not in got_header
@@ -124,7 +124,7 @@ def test_pair_round_trip_rolls_over_at_the_same_heap(rings, kit, tmp_path):
     assert dnames == sorted(os.listdir(tmp_path / "weights"))
     assert dnames == [f"{dh['UTC_START']}_{h * dres:016d}_{n:06d}.dada"
                       for n, h in enumerate((0, 3, 6, 9))]
-    for name, heaps in zip(dnames, (3, 3, 3, 1)):
+    for name, heaps in zip(dnames, (3, 3, 3, 1), strict=False):
         d, w = read_dada_file(tmp_path / "data" / name), read_dada_file(tmp_path / "weights" / name)
         assert (d.data_size, w.data_size) == (heaps * dres, heaps * wres)
         assert d.obs_offset // dres == w.obs_offset // wres
@@ -161,7 +161,7 @@ def test_play_psrdada_dbdisk_files(rings, kit, tmp_path):
     sizes = (16384, 16384, 5000, 16384)  # the last one follows a gap
     offsets = (0, 16384, 32768, 65536)
     payloads = [kit.pattern(n, i) for i, n in enumerate(sizes)]
-    for off, payload in zip(offsets, payloads):
+    for off, payload in zip(offsets, payloads, strict=False):
         kit.write_raw_dada(tmp_path / f"2026-01-01-00:00:00_{off:016d}.000000.dada",
                            header.format(off=off), payload)
     key = rings.single(bufsz=8192)

@@ -68,7 +68,7 @@ def peaks(image: np.ndarray, header: dict) -> list[tuple[float, float, float]]:
     """(flux, l arcmin, m arcmin) at the pixel each source should be at, and the brightest
     pixel's offset, in the FITS image's own coordinates."""
     found = []
-    for flux, l_off, m_off in SOURCES:
+    for _flux, l_off, m_off in SOURCES:
         x = header["CRPIX1"] - 1 + (l_off / 60) / header["CDELT1"]
         y = header["CRPIX2"] - 1 + (m_off / 60) / header["CDELT2"]
         xi, yi = int(round(x)), int(round(y))
@@ -89,7 +89,7 @@ def test_wsclean_images_both_sources(sky, which, tmp_path, read_fits, require_to
     header, data = read_fits(tmp_path / f"{which}-image.fits")
     assert header["CTYPE1"].startswith("RA---SIN") and header["CDELT1"] < 0
     image = data.reshape(data.shape[-2:])
-    for (flux, _, _), (got, dx, dy) in zip(SOURCES, peaks(image, header)):
+    for (flux, _, _), (got, dx, dy) in zip(SOURCES, peaks(image, header), strict=False):
         assert (dx, dy) == (0, 0), f"{which}: source off by ({dx}, {dy}) pixels"
         assert abs(got - flux) < 0.02 * flux, f"{which}: flux {got} instead of {flux}"
     brightest = np.unravel_index(np.argmax(image), image.shape)

@@ -64,7 +64,7 @@ def test_layout_field_by_field(tmp_path: Path, result) -> None:
                for n in header.dtype.names]
         assert got == HEADER_LAYOUT
         ftype = header.id.get_type()
-        for i, (offset, name, _kind_) in enumerate(HEADER_LAYOUT):
+        for i, (offset, name, _member_kind) in enumerate(HEADER_LAYOUT):
             assert ftype.get_member_name(i).decode() == name
             assert ftype.get_member_offset(i) == offset
         for name, kind in schema.DATASETS:
