@@ -82,13 +82,18 @@ def start_beam_chain(group: ProcessGroup, params: BeamParams, work: Path) -> tup
     return port, dk, wk
 
 
-def send(port: int, params: BeamParams) -> None:
-    run_tool([tool("beam-send"), *options({
+def beam_options(port: int, params: BeamParams) -> list[str]:
+    """beam-send's options for this beam: noise, a tone and NaN-scale packets."""
+    return options({
         **{k: v for k, v in SHAPE.items() if k not in ("EB_ID", "BEAM_ID", "SOURCE")},
         "DATA_HOST": "127.0.0.1", "DATA_PORT": port, "SCAN_ID": params.scan_id,
         "beam.sigma": params.sigma, "beam.tone_channels": params.tone_channel,
         "beam.nan_every": params.nan_every, "beam.duration_s": params.duration_s,
-    })], timeout=120 + 3 * params.duration_s)
+    })
+
+
+def send(port: int, params: BeamParams) -> None:
+    run_tool([tool("beam-send"), *beam_options(port, params)], timeout=120 + 3 * params.duration_s)
 
 
 def compare_files(live: list[Path], offline: list[Path]) -> tuple[int, list[str]]:
