@@ -4,11 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from ringbuf import RingWriter, destroy_ring
+from ringbuf.errors import RingPermissionError
 from ringbuf.cli import cli
 from ringbuf.cli import files, rings, tools
 
@@ -117,3 +119,18 @@ def test_every_command_has_help_with_an_example():
     for name in cli.commands:
         text = CliRunner().invoke(cli, [name, "--help"]).output
         assert "Example" in text, f"ringbuf {name} --help has no example"
+
+
+def test_locked_ring_is_mlocked_by_every_attached_process_or_says_why(key):
+    assert run("create", "-k", key, "-b", 4096, "-n", 4, "--lock").exit_code == 0
+    try:
+        try:
+            with RingWriter(key, timeout=1) as writer:
+                status = Path(f"/proc/{os.getpid()}/status").read_text()
+                locked_kb = int(next(line.split()[1] for line in status.splitlines()
+                                     if line.startswith("VmLck:")))
+                assert locked_kb * 1024 >= writer.layout.total_nbytes
+        except RingPermissionError as exc:  # an unprivileged user with a small RLIMIT_MEMLOCK
+            assert "raise RLIMIT_MEMLOCK" in str(exc)
+    finally:
+        destroy_ring(key)
