@@ -153,13 +153,7 @@ class RingReader:
             return n < q[c.C_W_FILLED] or at_end()
 
         def check_writer() -> None:
-            if q[rec + c.X_STATE] == c.XFER_OPEN and not ring.writer_alive():
-                with ring.locked():
-                    if q[rec + c.X_STATE] == c.XFER_OPEN and not ring.writer_alive():
-                        logger.warning("ring %s: writer pid %d died in transfer %d",
-                                       self.key, q[c.C_W_PID], xfer.xfer_id)
-                        q[rec + c.X_END_BLOCK] = q[c.C_W_FILLED]
-                        q[rec + c.X_STATE] = c.XFER_ABORTED
+            ring.abort_if_writer_died(xfer.xfer_id)
 
         took_token = False
         if not at_end():

@@ -236,6 +236,23 @@ class Ring:
     def reader_alive(self, slot: int) -> bool:
         return shm.is_locked(self.fd, shm.reader_byte(slot))
 
+    def abort_if_writer_died(self, xfer_id: int) -> bool:
+        """Mark transfer ``xfer_id`` aborted if it is open and its writer is gone; True if so.
+
+        Every filled block stays readable: the transfer ends after the last one.
+        """
+        q, rec = self.q, self.xfer_record(xfer_id)
+        if q[rec + c.X_ID] != xfer_id or q[rec + c.X_STATE] != c.XFER_OPEN or self.writer_alive():
+            return False
+        with self.locked():
+            if q[rec + c.X_STATE] != c.XFER_OPEN or self.writer_alive():
+                return False
+            logger.warning("ring %s: writer pid %d died in transfer %d",
+                           self.key, q[c.C_W_PID], xfer_id)
+            q[rec + c.X_END_BLOCK] = q[c.C_W_FILLED]
+            q[rec + c.X_STATE] = c.XFER_ABORTED
+        return True
+
     def xfer_record(self, xfer_id: int) -> int:
         """Word index of the record of transfer ``xfer_id`` (check its X_ID before trusting)."""
         return c.xfer_base(xfer_id % self.layout.hdr_nbufs)

@@ -87,8 +87,12 @@ class RingViewer:
         return ViewBlock(self, n, data, obs, xfer_id, seq, max(0, missed))
 
     def transfer(self, xfer_id: int) -> TransferInfo:
-        """The state and header of transfer ``xfer_id`` (if its header slot still holds it)."""
+        """The state and header of transfer ``xfer_id`` (if its header slot still holds it).
+
+        An open transfer whose writer has died is reported (and marked) aborted.
+        """
         q, rec = self.ring.q, self.ring.xfer_record(xfer_id)
+        self.ring.abort_if_writer_died(xfer_id)
         if q[rec + c.X_ID] != xfer_id:
             raise RingBufError(f"ring {self.key}: transfer {xfer_id} is no longer in the header ring")
         if self._header_cache is None or self._header_cache[0] != xfer_id:

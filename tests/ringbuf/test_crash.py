@@ -180,3 +180,21 @@ def _venv_env():
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
+
+
+def test_a_viewer_sees_the_transfer_of_a_dead_writer_as_aborted(ring):
+    from ringbuf import RingViewer
+
+    writer = spawn(WRITER, ring, "doomed", 5)
+    try:
+        wait_lines(writer, 2)
+        with RingViewer(ring, timeout=5) as viewer:
+            assert viewer.current_transfer().state == "open"
+            kill9(writer)
+            info = viewer.current_transfer()
+            assert info.state == "aborted" and info.end_block >= 2
+            with viewer.latest_block() as block:  # what was filled stays viewable
+                assert ramp_errors(block.data, block.obs_offset) == 0
+    finally:
+        writer.kill()
+        writer.wait()

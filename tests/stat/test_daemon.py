@@ -161,3 +161,50 @@ def test_missing_ring_is_refused_and_changes_nothing(workdir, key_factory):
             assert client.request("status")["state"] == "Idle"
     finally:
         stop(proc)
+
+
+WRITER = """
+import sys, time
+from ringbuf import RingPairWriter
+from services.stat.generate import BeamSpec, generate_heaps, pst_headers
+from services.stat.layout import PstLayout
+dk, wk, heaps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+dh, wh = pst_headers("mid", NCHAN=555, SCAN_ID=42, EB_ID="eb-test-1", STAT_REQ_TIME_BINS=4)
+layout = PstLayout.from_headers(dh, wh)
+with RingPairWriter(dk, wk, timeout=10) as writer, writer.open_transfer(dh, wh) as xfer:
+    for block in range(1000):
+        data, weights = generate_heaps(layout, BeamSpec(), block * heaps, heaps)
+        with xfer.open_segment() as seg:
+            seg.data[:] = data
+            seg.weights[:] = weights
+        print(block, flush=True)
+        time.sleep(0.2)
+"""
+
+
+def test_writer_death_is_counted_and_the_next_transfer_is_sampled(workdir, pair):
+    dk, wk, data_header, weights_header, layout = pair
+    proc = start_daemon(workdir, dk, wk, "--autonomous")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, dk, wk, str(HEAPS_PER_BLOCK)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(4):
+            assert writer.stdout.readline()
+        writer.kill()
+        writer.wait(10)
+        with ControlClient(str(workdir / "ctl.sock")) as client:
+            deadline = time.monotonic() + 20
+            while client.request("status")["counters"]["writer_died_total"] < 1:
+                assert time.monotonic() < deadline, "svc-stat did not notice the writer died"
+                time.sleep(0.2)
+            before = client.request("status")["counters"]["segments_total"]
+            write_blocks(dk, wk, data_header, weights_header, layout, 3, BeamSpec(), pause=0.4)
+            deadline = time.monotonic() + 20
+            while client.request("status")["counters"]["transfers_total"] < 2 or \
+                    client.request("status")["counters"]["segments_total"] <= before:
+                assert time.monotonic() < deadline, "the next transfer was not sampled"
+                time.sleep(0.2)
+            assert client.request("status")["state"] == "Scanning"
+    finally:
+        writer.kill()
+        stop(proc)
