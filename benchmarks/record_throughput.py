@@ -77,7 +77,7 @@ def play_once(key: str, directory: Path, nbytes: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="MiB per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--max-seconds", type=float, default=60,
                         help="start no new round after this long")
     parser.add_argument("--dir", type=Path, default=REPO / "out",
