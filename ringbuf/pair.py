@@ -67,11 +67,7 @@ class RingPairWriter:
         except BaseException:
             self.data.close()
             raise
-        _check_pair(self.data.layout, self.weights.layout, self.keys)
-
-    @property
-    def keys(self) -> str:
-        return f"{self.data.key}/{getattr(self, 'weights', None) and self.weights.key}"
+        _check_pair(self.data.layout, self.weights.layout, f"{self.data.key}/{self.weights.key}")
 
     def open_transfer(self, data_header: DadaHeader | Mapping[str, Any],
                       weights_header: DadaHeader | Mapping[str, Any],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,30 +19,16 @@ from ringbuf import shm
 from ringbuf.errors import EndOfData, RingBufError, RingBusy, WriterDied
 from ringbuf.header import DadaHeader
 from ringbuf.layout import BLOCK_NWORDS
-from ringbuf.ring import Ring, _now_ns
+from ringbuf.ring import RingClient, _now_ns
 
 logger = logging.getLogger(__name__)
 
 
-class RingReader:
+class RingReader(RingClient):
     """A guaranteed reader of a ring (context manager)."""
 
-    def __init__(
-        self,
-        key: str | int,
-        timeout: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.ring = Ring(key)
-        self.key = self.ring.key
-        self.layout = self.ring.layout
-        self.timeout = timeout
-        self.stop = stop
-        try:
-            self.slot = self._claim_slot()
-        except BaseException:
-            self.ring.close()
-            raise
+    def _attach(self) -> None:
+        self.slot = self._claim_slot()
         self.base = c.reader_base(self.slot)
         self._data = self.ring.sem("d", self.slot)
         self._space = self.ring.sem("s", self.slot)
@@ -201,25 +186,13 @@ class RingReader:
             self._silent_clear_at = None
             self._space.release()
 
-    def close(self) -> None:
-        """Detach; the slot keeps its position (and keeps gating the writer) for a successor."""
-        if self.ring is None:
-            return
-        try:
-            q = self.ring.q
-            q[self.base + c.R_OPENED] = q[self.base + c.R_CLEARED]
-            q[self.base + c.R_PID] = 0
-            q[self.base + c.R_STATE] = c.SLOT_HELD
-            shm.unlock(self.ring.fd, shm.reader_byte(self.slot))
-        finally:
-            self.ring.close()
-            self.ring = None  # type: ignore[assignment]
-
-    def __enter__(self) -> RingReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _detach(self) -> None:
+        """The slot keeps its position (and keeps gating the writer) for a successor."""
+        q = self.ring.q
+        q[self.base + c.R_OPENED] = q[self.base + c.R_CLEARED]
+        q[self.base + c.R_PID] = 0
+        q[self.base + c.R_STATE] = c.SLOT_HELD
+        shm.unlock(self.ring.fd, shm.reader_byte(self.slot))
 
 
 class ReadTransfer:

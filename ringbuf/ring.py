@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import numpy as np
 import posix_ipc
@@ -326,6 +326,53 @@ class Ring:
             self._mem.close_fd()
 
     def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+C = TypeVar("C", bound="RingClient")
+
+
+class RingClient:
+    """Base of writers, readers and viewers: an attached :class:`Ring`, the default timeout
+    of blocking calls and a stop event. Subclasses take their role in :meth:`_attach` and give
+    it back in :meth:`_detach`; closing always releases the attachment."""
+
+    def __init__(
+        self,
+        key: str | int,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.ring = Ring(key)
+        self.key = self.ring.key
+        self.layout = self.ring.layout
+        self.timeout = timeout
+        self.stop = stop
+        try:
+            self._attach()
+        except BaseException:
+            self.ring.close()
+            raise
+
+    def _attach(self) -> None:
+        """Take this client's role in the ring (a viewer has none)."""
+
+    def _detach(self) -> None:
+        """Give the role back (the ring itself stays)."""
+
+    def close(self) -> None:
+        if self.ring is None:
+            return
+        try:
+            self._detach()
+        finally:
+            self.ring.close()
+            self.ring = None  # type: ignore[assignment]
+
+    def __enter__(self: C) -> C:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,6 @@ whether what it read was overwritten, and how many blocks it skipped.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from ringbuf import control as c
 from ringbuf.errors import Overwritten, RingBufError
 from ringbuf.header import DadaHeader
-from ringbuf.ring import Ring
+from ringbuf.ring import RingClient
 
 
 @dataclass(frozen=True)
@@ -30,20 +29,10 @@ class TransferInfo:
     header: DadaHeader
 
 
-class RingViewer:
+class RingViewer(RingClient):
     """A non-blocking observer of a ring (context manager)."""
 
-    def __init__(
-        self,
-        key: str | int,
-        timeout: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.ring = Ring(key)
-        self.key = self.ring.key
-        self.layout = self.ring.layout
-        self.timeout = timeout
-        self.stop = stop
+    def _attach(self) -> None:
         self.last_index = -1
         self.missed_blocks = 0
         self._header_cache: tuple[int, DadaHeader] | None = None
@@ -118,17 +107,6 @@ class RingViewer:
         if info is None:
             raise RingBufError(f"ring {self.key}: no transfer has started yet")
         return info.header
-
-    def close(self) -> None:
-        if self.ring is not None:
-            self.ring.close()
-            self.ring = None  # type: ignore[assignment]
-
-    def __enter__(self) -> RingViewer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ViewBlock:

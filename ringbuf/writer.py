@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,34 +22,17 @@ from ringbuf import shm
 from ringbuf.errors import HeaderError, RingBufError, RingBusy
 from ringbuf.header import DadaHeader
 from ringbuf.layout import BLOCK_NWORDS
-from ringbuf.ring import Ring, _now_ns
+from ringbuf.ring import Ring, RingClient, _now_ns
 
 logger = logging.getLogger(__name__)
 
 
-class RingWriter:
+class RingWriter(RingClient):
     """The single writer of a ring. Refuses to attach while another live writer is attached;
     takes over cleanly from a dead one (its open transfer is marked aborted)."""
 
-    def __init__(
-        self,
-        key: str | int,
-        timeout: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.ring = Ring(key)
-        self.key = self.ring.key
-        self.layout = self.ring.layout
-        self.timeout = timeout
-        self.stop = stop
-        self._transfer: WriteTransfer | None = None
-        try:
-            self._attach()
-        except BaseException:
-            self.ring.close()
-            raise
-
     def _attach(self) -> None:
+        self._transfer: WriteTransfer | None = None
         ring, q = self.ring, self.ring.q
         if not shm.try_lock(ring.fd, shm.WRITER_BYTE):
             pid = q[c.C_W_PID]
@@ -192,26 +174,15 @@ class RingWriter:
         self._post_all()
 
     # ----------------------------------------------------------------------------- lifetime
-    def close(self) -> None:
-        """End any open transfer, then detach (the ring stays)."""
-        if self.ring is None:
-            return
+    def _detach(self) -> None:
+        """End any open transfer, then give up the writer role."""
         try:
             if self._transfer is not None and not self._transfer.ended:
                 self._transfer.abandon_open_blocks()
                 self._transfer.end()
-            q = self.ring.q
-            q[c.C_W_PID] = 0
-            shm.unlock(self.ring.fd, shm.WRITER_BYTE)
         finally:
-            self.ring.close()
-            self.ring = None  # type: ignore[assignment]
-
-    def __enter__(self) -> RingWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self.ring.q[c.C_W_PID] = 0
+            shm.unlock(self.ring.fd, shm.WRITER_BYTE)
 
 
 def _end_record(ring: Ring, xfer_id: int, state: int, end_block: int, posted: bool) -> None:
