@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ringbuf.errors import (
     EndOfData,
@@ -50,24 +50,47 @@ def destroy_ring_pair(data_key: str | int, weights_key: str | int) -> bool:
     return destroy_ring(weights_key) or removed_data
 
 
-def _check_pair(data_layout: RingLayout, weights_layout: RingLayout, keys: str) -> None:
-    if data_layout.nbufs != weights_layout.nbufs:
-        raise RingLayoutMismatch(f"ring pair {keys}: nbufs differ "
-                                 f"({data_layout.nbufs} vs {weights_layout.nbufs})")
+ClientT = TypeVar("ClientT", RingWriter, RingReader, RingViewer)
+PairT = TypeVar("PairT", bound="_PairClient[Any]")
 
 
-class RingPairWriter:
-    """Writes a data ring and a weights ring in step."""
+class _PairClient(Generic[ClientT]):
+    """The same role (``client``) in the data ring and the weights ring of a pair, which must
+    have the same nbufs; both are closed together (also if attaching the second fails)."""
+
+    client: type[ClientT]
 
     def __init__(self, data_key: str | int, weights_key: str | int,
                  timeout: float | None = None, stop: threading.Event | None = None) -> None:
-        self.data = RingWriter(data_key, timeout, stop)
+        self.data = self.client(data_key, timeout, stop)
         try:
-            self.weights = RingWriter(weights_key, timeout, stop)
+            self.weights = self.client(weights_key, timeout, stop)
         except BaseException:
             self.data.close()
             raise
-        _check_pair(self.data.layout, self.weights.layout, f"{self.data.key}/{self.weights.key}")
+        if self.data.layout.nbufs != self.weights.layout.nbufs:
+            message = (f"ring pair {self.data.key}/{self.weights.key}: nbufs differ "
+                       f"({self.data.layout.nbufs} vs {self.weights.layout.nbufs})")
+            self.close()
+            raise RingLayoutMismatch(message)
+
+    def close(self) -> None:
+        try:
+            self.data.close()
+        finally:
+            self.weights.close()
+
+    def __enter__(self: PairT) -> PairT:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RingPairWriter(_PairClient[RingWriter]):
+    """Writes a data ring and a weights ring in step."""
+
+    client = RingWriter
 
     def open_transfer(self, data_header: DadaHeader | Mapping[str, Any],
                       weights_header: DadaHeader | Mapping[str, Any],
@@ -78,17 +101,6 @@ class RingPairWriter:
             self.weights.open_transfer(weights_header, weights_obs_offset),
         )
 
-    def close(self) -> None:
-        try:
-            self.data.close()
-        finally:
-            self.weights.close()
-
-    def __enter__(self) -> RingPairWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class PairWriteTransfer:
@@ -147,33 +159,14 @@ class WriteSegment:
             self.commit()
 
 
-class RingPairReader:
+class RingPairReader(_PairClient[RingReader]):
     """A guaranteed reader of both rings of a pair."""
 
-    def __init__(self, data_key: str | int, weights_key: str | int,
-                 timeout: float | None = None, stop: threading.Event | None = None) -> None:
-        self.data = RingReader(data_key, timeout, stop)
-        try:
-            self.weights = RingReader(weights_key, timeout, stop)
-        except BaseException:
-            self.data.close()
-            raise
-        _check_pair(self.data.layout, self.weights.layout, f"{self.data.key}/{self.weights.key}")
+    client = RingReader
 
     def open_transfer(self, timeout: float | None = -1.0) -> PairReadTransfer:
         return PairReadTransfer(self.data.open_transfer(timeout), self.weights.open_transfer(timeout))
 
-    def close(self) -> None:
-        try:
-            self.data.close()
-        finally:
-            self.weights.close()
-
-    def __enter__(self) -> RingPairReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class PairReadTransfer:
@@ -274,18 +267,10 @@ class ReadSegment:
         self.clear()
 
 
-class RingPairViewer:
+class RingPairViewer(_PairClient[RingViewer]):
     """A viewer of both rings of a pair."""
 
-    def __init__(self, data_key: str | int, weights_key: str | int,
-                 timeout: float | None = None, stop: threading.Event | None = None) -> None:
-        self.data = RingViewer(data_key, timeout, stop)
-        try:
-            self.weights = RingViewer(weights_key, timeout, stop)
-        except BaseException:
-            self.data.close()
-            raise
-        _check_pair(self.data.layout, self.weights.layout, f"{self.data.key}/{self.weights.key}")
+    client = RingViewer
 
     def latest_segment(self, timeout: float | None = -1.0) -> PairViewSegment:
         """The most recent segment published in both rings."""
@@ -299,17 +284,6 @@ class RingPairViewer:
         return PairViewSegment(data, weights, self.data.transfer(data.xfer_id).header,
                                self.weights.transfer(weights.xfer_id).header)
 
-    def close(self) -> None:
-        try:
-            self.data.close()
-        finally:
-            self.weights.close()
-
-    def __enter__(self) -> RingPairViewer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class PairViewSegment:

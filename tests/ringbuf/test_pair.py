@@ -43,3 +43,20 @@ def test_a_weights_timeout_does_not_split_a_pair(pair):
         assert (int(held.segment.data[0]), int(held.segment.weights[0])) == (7, 8)
         held.clear()
         px.end()
+
+
+def test_rings_of_different_nbufs_are_refused_and_released(key_factory):
+    from ringbuf import RingLayout, RingWriter, create_ring, destroy_ring
+    from ringbuf.errors import RingLayoutMismatch
+
+    dk, wk = key_factory(), key_factory()
+    create_ring(dk, RingLayout(4, 1024))
+    create_ring(wk, RingLayout(8, 64))
+    try:
+        with pytest.raises(RingLayoutMismatch, match="nbufs differ .4 vs 8."):
+            RingPairWriter(dk, wk)
+        with RingWriter(dk), RingWriter(wk):  # both writer roles were given back
+            pass
+    finally:
+        destroy_ring(dk)
+        destroy_ring(wk)
