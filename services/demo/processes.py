@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,118 @@ def options(values: dict[str, Any]) -> list[str]:
     return args
 
 
-@dataclass
-class Managed:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    socket: Path | None = None
+class Process:
+    """A process started for real, its output in a log file. A daemon also has a control
+    socket, through which it is driven (:meth:`request`, :meth:`status`, :meth:`wait_counter`).
+    """
+
+    def __init__(self, name: str, args: list[Any], log: Path, socket_path: Path | str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log = log
+        self.socket = str(socket_path) if socket_path is not None else None
+        with open(log, "ab") as sink:
+            self.proc = subprocess.Popen([str(a) for a in args], stdout=sink,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tail(self, nbytes: int = 3000) -> str:
+        try:
+            return self.log.read_bytes()[-nbytes:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------------------ control
+    def request(self, command: str, config: dict[str, object] | None = None) -> dict[str, Any]:
+        if self.socket is None:
+            raise RuntimeError(f"{self.name} has no control socket")
+        with ControlClient(self.socket, timeout=10.0) as client:
+            return client.request(command, config)
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+    def counters(self) -> dict[str, Any]:
+        return self.status()["counters"]
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the control socket answers (RuntimeError if the process exits first)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                self.status()
+                return
+            except ControlError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not answer on {self.socket} in {timeout:g} s: "
+                                   f"{self.tail()}")
+            time.sleep(0.05)
+
+    def wait_state(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the daemon reports ``state``; its status."""
+        return self._wait_status(lambda s: s["state"] == state, timeout, f"state {state}")
+
+    def wait_counter(self, name: str, value: int, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until counter ``name`` reaches ``value``; every counter."""
+        status = self._wait_status(lambda s: s["counters"][name] >= value, timeout,
+                                   f"{name} >= {value}")
+        return status["counters"]
+
+    def _wait_status(self, done: Callable[[dict[str, Any]], bool], timeout: float,
+                     what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if done(status):
+                return status
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: no {what} within {timeout:g} s: "
+                                   f"{status.get('state')} {status.get('counters')}\n{self.tail()}")
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------------------ lifetime
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        """Wait for the process to exit by itself; its exit code."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{self.name} still running after {timeout:g} s: {self.tail()}") from None
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait for the exit code (RuntimeError if it does not exit in time)."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s ignored SIGTERM for %g s; killing it", self.name, timeout)
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def daemon_env() -> dict[str, str]:
+    """This environment without the keys that would configure a daemon behind a test's back."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("RINGPIPE_", "NOTIFY_", "WATCHDOG_"))}
 
 
 @dataclass
@@ -83,7 +190,7 @@ class ProcessGroup:
     """Processes and ring pairs of one run, cleaned up on exit."""
 
     workdir: Path
-    processes: dict[str, Managed] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
     pairs: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -100,88 +207,39 @@ class ProcessGroup:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------------------ rings
     def ring_pair(self, data: RingLayout, weights: RingLayout) -> tuple[str, str]:
         dk, wk = unique_key(), unique_key()
         create_ring_pair(dk, wk, data, weights)
         self.pairs.append((dk, wk))
         return dk, wk
 
-    # ------------------------------------------------------------------------------ processes
-    def start(self, name: str, args: list[str], socket_path: Path | None = None,
-              ready_timeout: float = 30.0) -> Managed:
-        """Start ``args`` with its stderr in ``logs/<name>.log``; wait for its control socket."""
-        log = self.workdir / "logs" / f"{name}.log"
-        with open(log, "ab") as sink:
-            proc = subprocess.Popen([str(a) for a in args], stdout=sink, stderr=sink,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        managed = Managed(name, proc, log, socket_path)
-        self.processes[name] = managed
+    def start(self, name: str, args: list[Any], socket_path: Path | None = None,
+              ready_timeout: float = 30.0) -> Process:
+        """Start ``args`` with its output in ``logs/<name>.log``; wait for its control socket."""
+        process = Process(name, args, self.workdir / "logs" / f"{name}.log", socket_path)
+        self.processes[name] = process
         if socket_path is not None:
-            self.wait_for_socket(managed, ready_timeout)
-        return managed
-
-    def wait_for_socket(self, managed: Managed, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        assert managed.socket is not None
-        while True:
-            if managed.proc.poll() is not None:
-                raise RuntimeError(f"{managed.name} exited with {managed.proc.returncode}: "
-                                   f"{self.tail(managed.name)}")
-            if managed.socket.exists():
-                try:
-                    self.status(managed.name)
-                    return
-                except ControlError:
-                    pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{managed.name} did not open {managed.socket} in {timeout:g} s")
-            time.sleep(0.05)
+            process.wait_ready(ready_timeout)
+        return process
 
     def status(self, name: str) -> dict[str, Any]:
-        managed = self.processes[name]
-        assert managed.socket is not None
-        with ControlClient(str(managed.socket), timeout=10) as client:
-            return client.request("status")
+        return self.processes[name].status()
 
     def wait(self, name: str, timeout: float) -> int:
-        """Wait for a process to exit by itself; its exit code."""
-        managed = self.processes[name]
-        try:
-            return managed.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{name} still running after {timeout:g} s: {self.tail(name)}") from None
-
-    def stop(self, name: str, timeout: float = 30.0) -> int:
-        """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
-        managed = self.processes[name]
-        if managed.proc.poll() is None:
-            managed.proc.send_signal(signal.SIGTERM)
-            try:
-                managed.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s ignored SIGTERM for %g s; killing it", name, timeout)
-                managed.proc.kill()
-                managed.proc.wait()
-        return managed.proc.returncode
+        return self.processes[name].wait(timeout)
 
     def kill9(self, name: str) -> None:
-        managed = self.processes[name]
-        managed.proc.send_signal(signal.SIGKILL)
-        managed.proc.wait(10)
+        self.processes[name].kill9()
 
-    def tail(self, name: str, nbytes: int = 3000) -> str:
-        try:
-            return self.processes[name].log.read_bytes()[-nbytes:].decode(errors="replace")
-        except OSError:
-            return ""
+    def tail(self, name: str) -> str:
+        return self.processes[name].tail()
 
     def close(self) -> None:
-        for name in reversed(list(self.processes)):
+        for process in reversed(list(self.processes.values())):
             try:
-                self.stop(name, timeout=20)
+                process.stop()
             except Exception:  # keep cleaning up whatever happens
-                logger.exception("stopping %s", name)
+                logger.exception("stopping %s", process.name)
         for dk, wk in self.pairs:
             destroy_ring_pair(dk, wk)
         self.pairs.clear()

@@ -3,11 +3,7 @@ and reading an MS back."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +12,7 @@ import numpy as np
 from casacore import tables
 
 from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_pair
-from services.common.control import ControlClient, ControlError
+from services.demo.processes import Process, daemon_env
 from services.mswrite.stream import FD_FULL, NPOL, WEIGHTS_DTYPE, VisStream
 
 BIN = Path(sys.executable).parent
@@ -108,68 +104,10 @@ class Rings:
         destroy_ring_pair(self.data_key, self.weights_key)
 
 
-class Daemon:
-    """``svc-mswrite`` in a real subprocess, with its log in a file."""
-
-    def __init__(self, workdir: Path, args: list[str], name: str = "msw") -> None:
-        self.socket = str(workdir / f"{name}.sock")
-        self.log = workdir / f"{name}.log"
-        self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RINGPIPE_", "NOTIFY_", "WATCHDOG_"))}
-        self.proc = subprocess.Popen([str(BIN / "svc-mswrite"), "--socket", self.socket, *args],
-                                     stdout=self._log_file, stderr=subprocess.STDOUT, env=env)
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"svc-mswrite exited with {self.proc.returncode}: "
-                                     f"{self.output()}")
-            try:
-                self.request("status")
-                return
-            except ControlError:
-                time.sleep(0.05)
-        raise AssertionError(f"svc-mswrite not ready within {timeout} s: {self.output()}")
-
-    def request(self, command: str, config: dict[str, object] | None = None) -> dict:
-        with ControlClient(self.socket, timeout=10.0) as client:
-            return client.request(command, config)
-
-    def counters(self) -> dict[str, object]:
-        return self.request("status")["counters"]
-
-    def wait_counter(self, name: str, value: int, timeout: float = 20.0) -> dict[str, object]:
-        """Wait until counter ``name`` reaches at least ``value``; returns all counters."""
-        deadline = time.monotonic() + timeout
-        counters: dict[str, object] = {}
-        while time.monotonic() < deadline:
-            counters = self.counters()
-            if counters[name] >= value:  # type: ignore[operator]
-                return counters
-            time.sleep(0.05)
-        raise AssertionError(f"{name} never reached {value}: {counters}\n{self.output()}")
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def output(self) -> str:
-        self._log_file.flush()
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log_file.close()
+def start_mswrite(workdir: Path, args: list[str], name: str = "msw") -> Process:
+    """``svc-mswrite`` in a real subprocess (log in ``<workdir>/<name>.log``), ready to answer."""
+    sock = workdir / f"{name}.sock"
+    daemon = Process(name, [str(BIN / "svc-mswrite"), "--socket", sock, *args],
+                     workdir / f"{name}.log", sock, daemon_env())
+    daemon.wait_ready(20.0)
+    return daemon

@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from casacore import tables
 
+from services.demo.processes import Process
 from services.mswrite.metadata import PhaseCentre
 from services.mswrite.sim_ms import Simulation, random_layout
 from tests.mswrite.svc_helpers import (
     NANT,
-    Daemon,
     Rings,
     expected_rows,
     read_ms,
     small_stream,
+    start_mswrite,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,10 +53,10 @@ def rings(key_factory):
 
 @pytest.fixture
 def daemons(tmp_path):
-    started: list[Daemon] = []
+    started: list[Process] = []
 
-    def start(*args: str) -> Daemon:
-        started.append(Daemon(tmp_path, list(args), name=f"msw{len(started)}"))
+    def start(*args: str) -> Process:
+        started.append(start_mswrite(tmp_path, list(args), name=f"msw{len(started)}"))
         return started[-1]
 
     yield start

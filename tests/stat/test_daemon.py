@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import pytest
 from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_pair
 from ringbuf.segment import Segment
 from services.common.control import ControlClient
+from services.demo.processes import Process, daemon_env
 from services.stat.compute import StatConfig, compute_segment
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
 from services.stat.layout import PstLayout
@@ -52,12 +52,8 @@ def start_daemon(workdir, dk, wk, *extra):
            "-o", f"DATA_KEY={dk}", "-o", f"WEIGHTS_KEY={wk}", "-o", "STAT_PROC_DELAY_MS=0",
            "-o", f"STAT_BASE_PATH={workdir}", "-o", f"STAT_PUBLISH_SOCKET={workdir}/pub.sock",
            "-o", "STAT_REQ_TIME_BINS=4", *extra]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not (workdir / "ctl.sock").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "svc-stat did not start"
-        time.sleep(0.05)
+    proc = Process("svc-stat", cmd, workdir / "svc-stat.log", workdir / "ctl.sock", daemon_env())
+    proc.wait_ready(20)
     return proc
 
 
@@ -73,8 +69,7 @@ def write_blocks(dk, wk, data_header, weights_header, layout, nblocks, spec, pau
 
 
 def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0, proc.stderr.read()
+    assert proc.terminate() == 0, proc.output()
 
 
 def test_autonomous_daemon_writes_pst_files_with_offline_numbers(workdir, pair):
