@@ -308,8 +308,6 @@ class MsWriteService(Service):
         except TransferError as exc:
             self._give_up(exc, transfer, None)
             return
-        if writer.resumed and not resumed:  # a killed reader's .partial: continue it
-            c.transfers_resumed_total += 1
         held = HeldBlocks()  # written, not yet flushed: a kill -9 has them delivered again
         most = max(1, self._require_reader().data.layout.nbufs // 2)
         try:

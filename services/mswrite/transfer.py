@@ -11,11 +11,12 @@ Naming (``MS_NAME_TEMPLATE`` with ``{SCAN_ID}`` and ``{UTC_START}``, ending in `
 A *continuation* MS holds the rest of a transfer that an earlier reader (a killed
 svc-mswrite, or a scan stopped part-way) had started: it begins at the first dump delivered
 and keeps the dumps before it out (they are in the earlier MS). With rollover, the parts
-after it are named as usual. An earlier reader killed before it cleared any block leaves
-its ``.partial`` under the name this transfer would take (the first MS, or the same
-continuation): the transfer is then continued too, under the next free name (``_2``,
-``_3``, ...). The service clears a block only once the MS holding it is flushed, so such a
-``.partial`` holds none of the dumps delivered again.
+after it are named as usual. The ring tells a reader that it continues a transfer
+(``transfer.resumed``: its slot already delivered the header to a reader now gone). If that
+earlier reader was itself a continuation killed before it cleared any block, its ``.partial``
+has the name this continuation would take: the next free name is used (``_2``, ``_3``, ...).
+The service clears a block only once the MS holding it is flushed, so such a ``.partial``
+holds none of the dumps delivered again.
 
 Rows exist for every dump from the MS's first dump to the last one seen; a rollover part
 that was left for the next one is padded with flagged rows up to its last dump, and a part
@@ -143,23 +144,11 @@ class TransferWriter:
         self.target = target
         self.headers = (data_header, weights_header)
         self.counters = counters
-        self.resumed = resumed or self._left_by_killed_reader()
+        self.resumed = resumed
         self.paths: list[Path] = []  # MSs closed cleanly
         self._writer: VisWriter | None = None
         self._part = 0
         self._opened_any = False
-
-    def _left_by_killed_reader(self) -> bool:
-        """True when the first MS of this transfer is a ``.partial`` without ``NAME.ms``: a
-        reader killed before it cleared any block (a continuation from the first dump)."""
-        t, s = self.target, self.stream
-        path = t.output_dir / ms_name(t.name_template, s.scan_id, s.utc_start,
-                                      0 if t.rollover_dumps else None)
-        if _is_killed_partial(path):
-            logger.warning("%s%s left by an earlier reader of this transfer: continuing it",
-                           path, PARTIAL_SUFFIX)
-            return True
-        return False
 
     @property
     def durable(self) -> bool:

@@ -146,15 +146,13 @@ def test_every_counter_is_documented():
         assert f"| `{name}` | {kind} |" in docs, name
 
 
-def test_partial_of_a_killed_reader_makes_a_continuation(tmp_path, antennas):
-    """A reader killed before it cleared any block left the first MS as ``.partial`` (with no
-    durable dump): the transfer is continued from its first delivered dump under the next
-    free name, never refused and never written into that ``.partial``."""
+def test_a_continuation_never_writes_into_a_killed_continuations_partial(tmp_path, antennas):
+    """A continuation killed before it cleared any block left ``..._resumed_d0.ms.partial``:
+    the next continuation from the same dump takes the next free name."""
     stream = small_stream(nant=6)
     (tmp_path / "scan42_2024-06-01-12:00:00.ms.partial").mkdir()
     (tmp_path / "scan42_2024-06-01-12:00:00_resumed_d0.ms.partial").mkdir()
-    w, c = writer_for(tmp_path, antennas, stream)
-    assert w.resumed
+    w, c = writer_for(tmp_path, antennas, stream, resumed=True)
     w.start()
     w.write(*block(stream, [0]), 0)
     assert w.durable  # flush interval 0: flushed after the block
