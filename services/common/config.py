@@ -304,6 +304,16 @@ class Config:
     def keys(cls) -> list[str]:
         return [s.key for s in cls.settings()]
 
+    @classmethod
+    def keys_help(cls) -> str:
+        """One indented line per key, with its default, for a command's ``--help``."""
+        lines = []
+        for spec in cls.settings():
+            default = "required" if spec.required else \
+                f"default {getattr(spec.default, 'value', spec.default)}"
+            lines.append(f"  {spec.key} ({default}): {spec.help}")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, object]:
         """``{KEY: value}`` of every setting (enums as values, paths as strings)."""
         out: dict[str, object] = {}

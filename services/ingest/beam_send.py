@@ -230,7 +230,7 @@ def run(cfg: BeamSendConfig) -> tuple[int, int, float]:
     return heaps, nbytes, time.monotonic() - started
 
 
-_KEYS_HELP = sendlib.keys_help(BeamSendConfig)
+_KEYS_HELP = BeamSendConfig.keys_help()
 
 
 @click.command(help=f"""Generate a voltage beam and send it as SPEAD heaps, one per SKA PST packet.

@@ -273,7 +273,7 @@ def run(ms_path: str, cfg: EmuSendConfig) -> tuple[int, int, float]:
     return heaps, nbytes, time.monotonic() - started
 
 
-_KEYS_HELP = sendlib.keys_help(EmuSendConfig)
+_KEYS_HELP = EmuSendConfig.keys_help()
 
 
 @click.command(help=f"""Send the MeasurementSet MS as a CBF-SDP ICD visibility stream (SPEAD-64-48).

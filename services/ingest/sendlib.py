@@ -17,19 +17,9 @@ import spead2
 import spead2.send
 import spead2.send.asyncio
 
-from services.common.config import Config
 from services.ingest import icd
 
 logger = logging.getLogger(__name__)
-
-
-def keys_help(cls: type[Config]) -> str:
-    """One indented line per config key of ``cls`` (for ``--help``)."""
-    lines = []
-    for spec in cls.settings():
-        default = "required" if spec.required else f"default {getattr(spec.default, 'value', spec.default)}"
-        lines.append(f"  {spec.key} ({default}): {spec.help}")
-    return "\n".join(lines)
 
 
 def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: float,
