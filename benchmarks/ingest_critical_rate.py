@@ -33,15 +33,15 @@ PORT = 47300
 def send(rate: float, seconds: float, port: int) -> None:
     """Sender process body: synthetic dumps at ``rate`` bytes/s for ``seconds``."""
     from services.common.config import ConfigSource, build_config
-    from services.ingest import icd
-    from services.ingest.emu_send import EmuSendConfig, MsDumps, VisSender
+    from services.formats import cbf_sdp
+    from services.senders.emu_send import EmuSendConfig, MsDumps, VisSender
 
-    heap_dump_bytes = NCHAN * NBL * icd.VIS_BYTES
+    heap_dump_bytes = NCHAN * NBL * cbf_sdp.VIS_BYTES
     repeats = max(1, round(rate * seconds / heap_dump_bytes / NTIME))
     cfg = build_config(EmuSendConfig, ConfigSource(overrides=(("bench", {
         "transmission.target_port_start": port, "transmission.channels_per_stream": CPS,
         "transmission.rate": rate, "reader.num_repeats": repeats}),)))
-    payload = np.zeros((NTIME, NCHAN, NBL), icd.VIS_DTYPE)
+    payload = np.zeros((NTIME, NCHAN, NBL), cbf_sdp.VIS_DTYPE)
     payload["VIS"] = np.random.default_rng(1).standard_normal((NTIME, NCHAN, NBL, 4))
     payload["FD"] = 255
     dumps = MsDumps(payload, 1.7e9 + np.arange(NTIME) + 0.5, 1.0, NANT, 1e8, 1e5)

@@ -35,14 +35,14 @@ DUMP_NBYTES = NCHAN * NBL * 34  # on the wire: TCI, FD and 4 complex64 per visib
 def send(rate: float, seconds: float, port: int) -> None:
     """Sender process: synthetic dumps at ``rate`` bytes/s for about ``seconds``."""
     from services.common.config import ConfigSource, build_config
-    from services.ingest import icd
-    from services.ingest.emu_send import EmuSendConfig, MsDumps, VisSender
+    from services.formats import cbf_sdp
+    from services.senders.emu_send import EmuSendConfig, MsDumps, VisSender
 
     repeats = max(1, math.ceil(rate * seconds / DUMP_NBYTES / NTIME))
     cfg = build_config(EmuSendConfig, ConfigSource(overrides=(("bench", {
         "transmission.target_port_start": port, "transmission.channels_per_stream": CPS,
         "transmission.rate": rate, "reader.num_repeats": repeats, "transmission.scan_id": 1}),)))
-    payload = np.zeros((NTIME, NCHAN, NBL), icd.VIS_DTYPE)
+    payload = np.zeros((NTIME, NCHAN, NBL), cbf_sdp.VIS_DTYPE)
     payload["VIS"] = np.random.default_rng(1).standard_normal((NTIME, NCHAN, NBL, 4))
     payload["FD"] = 255
     dumps = MsDumps(payload, 1.7e9 + np.arange(NTIME) * INT_TIME + 0.5, INT_TIME, NANT, 1e8, 1e4)

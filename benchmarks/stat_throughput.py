@@ -25,7 +25,7 @@ import numpy as np
 from ringbuf.file_segments import FileSegmentProducer
 from services.stat import file_processor
 from services.stat.generate import BeamSpec, pst_headers, write_pair
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 
 REFERENCE_MB_S = 128.0
 GOAL_MB_S = 400.0

@@ -24,8 +24,10 @@ from ringbuf.pair import (
     create_ring_pair,
     destroy_ring_pair,
 )
+from ringbuf.pairconfig import pair_keys
 from ringbuf.reader import RingReader
 from ringbuf.ring import create_ring, destroy_ring
+from ringbuf.shm import normalise_key
 from ringbuf.segment import Segment, SegmentProducer
 from ringbuf.viewer import RingViewer
 from ringbuf.writer import RingWriter
@@ -35,5 +37,6 @@ __all__ = [
     "RingBufError", "RingBusy", "RingExists", "RingLayout", "RingLayoutMismatch", "RingNotFound",
     "RingPairReader", "RingPairViewer", "RingPairWriter", "RingPermissionError", "RingReader",
     "RingViewer", "RingWriter", "Segment", "SegmentProducer", "Timeout", "WriterDied",
-    "create_ring", "create_ring_pair", "destroy_ring", "destroy_ring_pair",
+    "create_ring", "create_ring_pair", "destroy_ring", "destroy_ring_pair", "normalise_key",
+    "pair_keys",
 ]

@@ -23,6 +23,18 @@ class PairConfig:
     mode: int
 
 
+def pair_keys(data_key: str | int, weights_key: str | int) -> tuple[str, str]:
+    """Both keys of a pair in canonical form; ValueError if either is malformed or they are equal.
+
+    The one place where the spellings of a pair's keys are decided, for ``ringbuf create-pair``
+    and for every daemon that attaches to the pair.
+    """
+    data, weights = normalise_key(data_key), normalise_key(weights_key)
+    if data == weights:
+        raise ValueError(f"DATA_KEY and WEIGHTS_KEY must differ (both {data})")
+    return data, weights
+
+
 def pair_config(header: DadaHeader) -> PairConfig:
     """Read a ring-pair definition; every problem is reported in one HeaderError."""
     problems = []
@@ -54,8 +66,11 @@ def pair_config(header: DadaHeader) -> PairConfig:
     except ValueError:
         problems.append(f"{header.source}: RING_MODE {header['RING_MODE']!r} is not octal")
         mode = 0o600
-    if data_key and data_key == weights_key:
-        problems.append(f"{header.source}: DATA_KEY and WEIGHTS_KEY are both {data_key}")
+    if data_key and weights_key:
+        try:
+            pair_keys(data_key, weights_key)
+        except ValueError as exc:
+            problems.append(f"{header.source}: {exc}")
     if db_nbufs != wb_nbufs:
         problems.append(f"{header.source}: DB_NBUFS {db_nbufs} != WB_NBUFS {wb_nbufs}")
     if problems:

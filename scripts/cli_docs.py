@@ -20,8 +20,8 @@ COMMANDS = [  # console script -> click command (see [project.scripts] in pyproj
     ("svc-ctl", "services.common.ctl:main"),
     ("stat-file-processor", "services.stat.file_processor:main"),
     ("stat-plot", "services.stat.plot:main"),
-    ("emu-send", "services.ingest.emu_send:main"),
-    ("beam-send", "services.ingest.beam_send:main"),
+    ("emu-send", "services.senders.emu_send:main"),
+    ("beam-send", "services.senders.beam_send:main"),
     ("sim-ms", "services.mswrite.sim_ms:main"),
     ("python -m services.demo", "services.demo.__main__:main"),
 ]

@@ -4,7 +4,7 @@ A configuration is a frozen dataclass whose fields are declared with :func:`sett
 
     @dataclass(frozen=True, kw_only=True)
     class BeamConfig(Config):
-        data_key: str = setting("DATA_KEY", str, validator=hex_key, help="data ring key")
+        data_key: str = setting("DATA_KEY", ring_key, help="data ring key")
         nbufs: int = setting("DB_NBUFS", int, default=8, validator=positive, help="blocks")
 
         def check(self) -> Iterable[str]:          # cross-key checks, after every key parsed
@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from ringbuf.errors import HeaderError
 from ringbuf.header import DadaHeader
+from ringbuf import normalise_key, pair_keys
 
 ENV_PREFIX = "RINGPIPE_"
 _META = "ringpipe.setting"
@@ -191,10 +192,9 @@ def one_of(*choices: str) -> Callable[[str], None]:
     return check
 
 
-def hex_key(value: str) -> None:
-    """A ring key: 1 to 8 hexadecimal digits, as PSRDADA writes them (``a000``, ``dada``)."""
-    if not re.fullmatch(r"[0-9a-fA-F]{1,8}", value):
-        raise ValueError("is not a ring key (1 to 8 hexadecimal digits, e.g. a000)")
+def ring_key(text: str) -> str:
+    """A ring key as the ring library reads it (``a000``, ``0xA000``), in its canonical form."""
+    return normalise_key(text)
 
 
 def log_level(value: str) -> None:
@@ -396,3 +396,20 @@ class DaemonConfig(Config):
         "STOP_TIMEOUT_S", float, default=20.0, validator=positive,
         help="how long end_scan / shutdown waits for the scan loop to drain",
     )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class RingPairConfig(Config):
+    """The data + weights ring pair a service attaches to, spelt as ``ringbuf create-pair`` reads it.
+
+    A service's beam (or daemon) config extends this one and calls ``super().check()``.
+    """
+
+    data_key: str = setting("DATA_KEY", ring_key, help="data ring key")
+    weights_key: str = setting("WEIGHTS_KEY", ring_key, help="weights ring key")
+
+    def check(self) -> Iterable[str]:
+        try:
+            pair_keys(self.data_key, self.weights_key)
+        except ValueError as exc:
+            yield str(exc)

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import click
 
-from services.common.config import Config, DaemonConfig, hex_key, non_negative, positive, setting
+from services.common.config import (
+    Config,
+    DaemonConfig,
+    RingPairConfig,
+    non_negative,
+    positive,
+    setting,
+)
 from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
 from services.common.lifecycle import Refused, Service
 from services.common.options import DaemonOptions, daemon_options
@@ -49,17 +56,11 @@ class DemoConfig(DaemonConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DemoBeamConfig(Config):
-    data_key: str = setting("DATA_KEY", str, validator=hex_key, help="data ring key")
-    weights_key: str = setting("WEIGHTS_KEY", str, validator=hex_key, help="weights ring key")
+class DemoBeamConfig(RingPairConfig):
     fail: bool = setting("DEMO_FAIL_CONFIGURE", bool, default=False, help="configure_beam raises")
     refuse: bool = setting(
         "DEMO_REFUSE_CONFIGURE", bool, default=False, help="configure_beam refuses"
     )
-
-    def check(self) -> Iterable[str]:
-        if self.data_key.lower() == self.weights_key.lower():
-            yield f"DATA_KEY and WEIGHTS_KEY must differ (both {self.data_key})"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ringbuf.header import DadaHeader
-from services.ingest import icd, placement
+from services.formats import cbf_sdp
+from services.ingest import placement
 from services.ingest.config import IngestConfig
 
 logger = logging.getLogger(__name__)
 
-ICD_REVISION = "CBF-SDP ICD, SPEAD-64-48 items 0x6000-0x600A (emulator revision, see docs/icd.md)"
+ICD_REVISION = "CBF-SDP ICD, SPEAD-64-48 items 0x6000-0x600A (emulator revision, see docs/cbf_sdp.md)"
 
 
 def utc_string(seconds: float) -> str:
@@ -59,7 +60,7 @@ class VisAssembler:
         data_resolution = config.nchan * (config.nant * (config.nant + 1) // 2) * 32
         dpb = config.dumps_per_block or max(1, data_bufsz // data_resolution)
         self.config = config
-        self.layout = icd.VisLayout(
+        self.layout = cbf_sdp.VisLayout(
             nant=config.nant, nchan=config.nchan, start_channel=config.start_channel,
             channels_per_heap=config.channels_per_stream, nstreams=config.nstreams,
             dumps_per_block=dpb, int_time=config.int_time)
@@ -73,15 +74,15 @@ class VisAssembler:
         self.weights_bytes = dpb * lay.weights_resolution
         self.spec = PlaceSpec(
             placement.VIS_ITEMS, placement.place_vis, lay.period_ticks, lay.channels_per_heap,
-            lay.nblocks, dpb, lay.nbaseline, lay.heap_bytes, icd.VIS_KNOWN_ITEMS,
-            icd.VIS_META_ITEMS)
+            lay.nblocks, dpb, lay.nbaseline, lay.heap_bytes, cbf_sdp.VIS_KNOWN_ITEMS,
+            cbf_sdp.VIS_META_ITEMS)
 
     def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
              data: np.ndarray, weights: np.ndarray) -> None:
         """Deinterleave (TCI, FD, VIS) into the data and weights blocks; zero the holes."""
-        src = chunk.view(icd.VIS_DTYPE)
+        src = chunk.view(cbf_sdp.VIS_DTYPE)
         data.view(np.complex64).reshape(-1, 4)[:] = src["VIS"]
-        wts = weights.view(icd.WEIGHTS_DTYPE)
+        wts = weights.view(cbf_sdp.WEIGHTS_DTYPE)
         wts["TCI"] = src["TCI"]
         wts["FD"] = src["FD"]
         missing = present == 0
@@ -97,9 +98,9 @@ class VisAssembler:
                 scan_id: int) -> tuple[DadaHeader, DadaHeader]:
         cfg, lay = self.config, self.layout
         first_dump = first_chunk * lay.dumps_per_block
-        time0 = (first_dump * lay.period_ticks + phase) / icd.TICKS_PER_SECOND
-        freq0 = cfg.freq0_hz if cfg.freq0_hz >= 0 else _f64(meta.get(icd.FREQ0_HZ))
-        width = cfg.chan_width_hz or _f64(meta.get(icd.CHAN_WIDTH_HZ))
+        time0 = (first_dump * lay.period_ticks + phase) / cbf_sdp.TICKS_PER_SECOND
+        freq0 = cfg.freq0_hz if cfg.freq0_hz >= 0 else _f64(meta.get(cbf_sdp.FREQ0_HZ))
+        width = cfg.chan_width_hz or _f64(meta.get(cbf_sdp.CHAN_WIDTH_HZ))
         shared: dict[str, object] = {
             "HDR_SIZE": 4096, "SCAN_ID": scan_id,
             "UTC_START": utc_string(time0 - lay.int_time / 2), "TIME0_UNIX": repr(time0),
@@ -129,10 +130,10 @@ class BeamAssembler:
 
     def __init__(self, config: IngestConfig, data_bufsz: int) -> None:
         self.config = config
-        probe = icd.BeamLayout(config.nchan, config.start_channel, config.udp_nchan,
+        probe = cbf_sdp.BeamLayout(config.nchan, config.start_channel, config.udp_nchan,
                                config.udp_nsamp, config.wt_nsamp, config.nbit, config.nstreams, 1)
         hpb = max(1, data_bufsz // probe.data_resolution)
-        self.layout = lay = icd.BeamLayout(
+        self.layout = lay = cbf_sdp.BeamLayout(
             config.nchan, config.start_channel, config.udp_nchan, config.udp_nsamp,
             config.wt_nsamp, config.nbit, config.nstreams, hpb)
         self.heaps_per_chunk = lay.packets_per_chunk
@@ -144,8 +145,8 @@ class BeamAssembler:
         self.weights_bytes = hpb * lay.weights_resolution
         self.spec = PlaceSpec(
             placement.BEAM_ITEMS, placement.place_beam, lay.udp_nsamp, lay.udp_nchan,
-            lay.packets_per_heap, hpb, 0, lay.packet_bytes, icd.BEAM_KNOWN_ITEMS,
-            icd.BEAM_META_ITEMS, placement.BEAM_EXTRA_BYTES)
+            lay.packets_per_heap, hpb, 0, lay.packet_bytes, cbf_sdp.BEAM_KNOWN_ITEMS,
+            cbf_sdp.BEAM_META_ITEMS, placement.BEAM_EXTRA_BYTES)
 
     def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
              data: np.ndarray, weights: np.ndarray) -> None:
@@ -174,8 +175,8 @@ class BeamAssembler:
         cfg, lay = self.config, self.layout
         tsamp_us = float(cfg.tsamp)
         first_sample = first_chunk * lay.heaps_per_block * lay.udp_nsamp
-        if icd.BEAM_START_SECONDS in meta:
-            start_ps = meta[icd.BEAM_START_SECONDS] * 10**12 + meta.get(icd.BEAM_START_PICOSECONDS, 0)
+        if cbf_sdp.BEAM_START_SECONDS in meta:
+            start_ps = meta[cbf_sdp.BEAM_START_SECONDS] * 10**12 + meta.get(cbf_sdp.BEAM_START_PICOSECONDS, 0)
         else:
             logger.warning("no start time in the beam stream: UTC_START is the local clock")
             start_ps = int(dt.datetime.now(dt.timezone.utc).timestamp()) * 10**12

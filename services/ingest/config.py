@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from services.common.config import (
     DaemonConfig,
-    hex_key,
+    RingPairConfig,
     non_negative,
     positive,
     setting,
 )
-from services.ingest.icd import ByteOrder
+from services.formats.cbf_sdp import ByteOrder
 
 
 class Profile(str, enum.Enum):
@@ -35,12 +35,10 @@ PASSTHROUGH_KEYS = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class IngestConfig(DaemonConfig):
+class IngestConfig(RingPairConfig, DaemonConfig):
     """Everything svc-ingest reads; ``-o KEY=VALUE`` works for every key listed here."""
 
     profile: Profile = setting("PROFILE", Profile, default=Profile.VIS, help="vis or beam")
-    data_key: str = setting("DATA_KEY", str, validator=hex_key, help="data ring key")
-    weights_key: str = setting("WEIGHTS_KEY", str, validator=hex_key, help="weights ring key")
     bind_host: str = setting("BIND_HOST", str, default="", help="unicast address to bind ('' = all)")
     port_start: int = setting("PORT_START", int, validator=_port, help="first UDP port")
     nstreams: int = setting("NSTREAMS", int, default=1, validator=positive,
@@ -115,8 +113,7 @@ class IngestConfig(DaemonConfig):
         return {key: str(values[key]) for key in PASSTHROUGH_KEYS if values.get(key)}
 
     def check(self) -> Iterable[str]:
-        if self.data_key == self.weights_key:
-            yield "DATA_KEY and WEIGHTS_KEY must differ"
+        yield from super().check()
         if self.port_start + self.nstreams > 65536:
             yield "PORT_START + NSTREAMS exceeds 65535"
         if self.profile == Profile.VIS:

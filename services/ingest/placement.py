@@ -28,16 +28,16 @@ from numba import types
 from spead2.numba import intp_to_voidptr
 from spead2.recv.numba import chunk_place_data
 
-from services.ingest import icd
+from services.formats import cbf_sdp
 
 #: Immediate items passed to the visibility callback, in this order.
 VIS_ITEMS = (
-    spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, icd.TIMESTAMP_COUNT, icd.TIMESTAMP_FRACTION,
-    icd.CHANNEL_ID, icd.CHANNEL_COUNT, icd.BASELINE_COUNT,
+    spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, cbf_sdp.TIMESTAMP_COUNT, cbf_sdp.TIMESTAMP_FRACTION,
+    cbf_sdp.CHANNEL_ID, cbf_sdp.CHANNEL_COUNT, cbf_sdp.BASELINE_COUNT,
 )
 #: Immediate items passed to the beam callback, in this order.
-BEAM_ITEMS = (spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, icd.BEAM_SAMPLE_COUNT,
-              icd.BEAM_FIRST_CHANNEL, icd.BEAM_SCALE)
+BEAM_ITEMS = (spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, cbf_sdp.BEAM_SAMPLE_COUNT,
+              cbf_sdp.BEAM_FIRST_CHANNEL, cbf_sdp.BEAM_SCALE)
 #: Bytes of chunk ``extra`` per beam heap: the packet scale (float32, little-endian).
 BEAM_EXTRA_BYTES = 4
 #: SPEAD's own items (padding, heap cnt/length, payload offset/length, descriptor, stream control).
@@ -82,7 +82,7 @@ class PlaceParams:
     def build(
         cls, *, period: int, max_jump: int, block_lo: int, block_hi: int, start_channel: int,
         chans_per_heap: int, nblocks: int, steps_per_chunk: int, nbaseline: int,
-        heap_bytes: int, byte_order: icd.ByteOrder, stat_indices: list[int],
+        heap_bytes: int, byte_order: cbf_sdp.ByteOrder, stat_indices: list[int],
         known_items: tuple[int, ...], meta_ids: tuple[int, ...],
     ) -> PlaceParams:
         nslots = U_DUP + DUP_WINDOW * (block_hi - block_lo)
@@ -91,7 +91,7 @@ class PlaceParams:
         u[U_BLOCK_LO], u[U_BLOCK_HI], u[U_START_CHAN] = block_lo, block_hi, start_channel
         u[U_CHANS_PER_HEAP], u[U_NBLOCKS], u[U_STEPS_PER_CHUNK] = chans_per_heap, nblocks, steps_per_chunk
         u[U_NBL], u[U_HEAP_BYTES] = nbaseline, heap_bytes
-        u[U_BSWAP] = 1 if byte_order == icd.ByteOrder.LITTLE else 0
+        u[U_BSWAP] = 1 if byte_order == cbf_sdp.ByteOrder.LITTLE else 0
         u[U_STAT:U_STAT + len(STATS)] = stat_indices
         u[U_NSTATS] = max(stat_indices) + 1
         known = tuple(known_items) + SPEAD_CONTROL_ITEMS

@@ -36,7 +36,8 @@ import spead2
 import spead2.recv as recv
 import spead2.send
 
-from services.ingest import icd, placement
+from services.formats import cbf_sdp
+from services.ingest import placement
 from services.ingest.assemble import Assembler, last_present_step
 from services.ingest.counters import (
     DatagramRejectCounter,
@@ -62,7 +63,7 @@ class Transport(Protocol):
 
 
 def _end_packets() -> list[bytes]:
-    ig = spead2.send.ItemGroup(flavour=icd.FLAVOUR)
+    ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
     return [bytes(p) for p in spead2.send.PacketGenerator(ig.get_end(), 1, 1472)]
 
 _STAT_TO_COUNTER = {
@@ -84,7 +85,7 @@ _STAT_TO_REASON = {
     "rejected_wrong_channel": Reject.WRONG_CHANNEL,
     "rejected_bad_flavour": Reject.BAD_FLAVOUR,
 }
-_U32_META = (icd.HARDWARE_ID, icd.NANT)
+_U32_META = (cbf_sdp.HARDWARE_ID, cbf_sdp.NANT)
 POLL_S = 0.1
 
 
@@ -93,7 +94,7 @@ class ReceiveSettings:
     nstreams: int
     max_chunks: int
     max_time_jump: int
-    byte_order: icd.ByteOrder
+    byte_order: cbf_sdp.ByteOrder
     stream_timeout_s: float
     default_scan_id: int = 0
 
@@ -202,13 +203,13 @@ class _Group:
     def phase(self) -> int:
         return max((p.phase for p in self.params), default=-1)
 
-    def metadata(self, byte_order: icd.ByteOrder) -> dict[int, int]:
+    def metadata(self, byte_order: cbf_sdp.ByteOrder) -> dict[int, int]:
         """Metadata item values from the newest metadata heap of any stream."""
         out: dict[int, int] = {}
         for params in sorted(self.params, key=lambda p: p.meta_seq):
             for item_id, (kind, raw) in params.metadata().items():
-                if kind == 1 and item_id in _U32_META and byte_order == icd.ByteOrder.LITTLE:
-                    raw = icd.bswap32(raw)
+                if kind == 1 and item_id in _U32_META and byte_order == cbf_sdp.ByteOrder.LITTLE:
+                    raw = cbf_sdp.bswap32(raw)
                 out[item_id] = raw
         return out
 
@@ -399,7 +400,7 @@ class ChunkReceiver:
 
     def _begin(self, group: _Group, sink: BlockSink, state: _TransferState, chunk_id: int) -> None:
         meta = group.metadata(self.settings.byte_order)
-        raw_scan = meta.get(icd.SCAN_ID, meta.get(icd.BEAM_SCAN_ID))
+        raw_scan = meta.get(cbf_sdp.SCAN_ID, meta.get(cbf_sdp.BEAM_SCAN_ID))
         scan_id = self.settings.default_scan_id if raw_scan is None else raw_scan % (1 << 64)
         data_header, weights_header = self.assembler.headers(chunk_id, group.phase(), meta, scan_id)
         sink.begin(data_header, weights_header)

@@ -41,7 +41,7 @@ from ringbuf.errors import EndOfData, RingBufError, Timeout, WriterDied
 from ringbuf.pair import PairReadTransfer, RingPairReader
 from ringbuf.reader import ReadBlock, ReadTransfer
 from ringbuf.status import snapshot
-from services.common.config import Config, DaemonConfig, hex_key, non_negative, setting
+from services.common.config import Config, DaemonConfig, RingPairConfig, non_negative, setting
 from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
 from services.common.lifecycle import Refused, Service, StartScanConfig
 from services.mswrite.errors import MsWriteError
@@ -68,16 +68,8 @@ class MsWriteConfig(DaemonConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MsWriteBeamConfig(Config):
+class MsWriteBeamConfig(RingPairConfig):
     """configure_beam: the visibility ring pair."""
-
-    data_key: str = setting("DATA_KEY", str, validator=hex_key, help="visibility data ring key")
-    weights_key: str = setting("WEIGHTS_KEY", str, validator=hex_key,
-                               help="visibility weights ring key")
-
-    def check(self) -> Iterable[str]:
-        if self.data_key.lower() == self.weights_key.lower():
-            yield f"DATA_KEY and WEIGHTS_KEY must differ (both {self.data_key})"
 
 
 def _ra(value: float) -> None:

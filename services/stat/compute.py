@@ -29,7 +29,7 @@ from ringbuf.errors import HeaderError, RingBufError
 from ringbuf.header import DadaHeader
 from ringbuf.segment import Segment
 from services.stat import kernels
-from services.stat.layout import PstLayout, first_token
+from services.formats.pst import PstLayout, first_token
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from ringbuf.file_segments import FileSegmentProducer, list_dada_files
 from ringbuf.segment import Segment
 from services.stat.compute import StatComputer, StatConfig
 from services.stat.hdf5_writer import write_hdf5
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ringbuf.dadafile import dada_file_name
 from ringbuf.header import DadaHeader
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 
 PROFILES: dict[str, dict[str, object]] = {
     "low": {

@@ -30,7 +30,14 @@ import numpy as np
 from ringbuf.errors import HeaderError, Overwritten, RingBufError, RingNotFound, Timeout
 from ringbuf.pair import RingPairViewer
 from ringbuf.segment import Segment
-from services.common.config import Config, DaemonConfig, hex_key, non_negative, positive, setting
+from services.common.config import (
+    Config,
+    DaemonConfig,
+    RingPairConfig,
+    non_negative,
+    positive,
+    setting,
+)
 from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
 from services.common.lifecycle import Refused, Service, StartScanConfig
 from services.stat.compute import StatConfig, compute_segment
@@ -74,13 +81,8 @@ class StatDaemonConfig(DaemonConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StatBeamConfig(Config):
-    data_key: str = setting("DATA_KEY", str, validator=hex_key, help="data ring key")
-    weights_key: str = setting("WEIGHTS_KEY", str, validator=hex_key, help="weights ring key")
-
-    def check(self) -> Iterable[str]:
-        if self.data_key.lower() == self.weights_key.lower():
-            yield f"DATA_KEY and WEIGHTS_KEY must differ (both {self.data_key})"
+class StatBeamConfig(RingPairConfig):
+    """configure_beam: the ring pair to view."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,10 +19,11 @@ from services.common.config import (
     Mode,
     build_config,
     env_name,
-    hex_key,
+    RingPairConfig,
     one_of,
     parse_overrides,
     positive,
+    ring_key,
     setting,
 )
 from services.common.options import DaemonOptions
@@ -36,7 +37,7 @@ class Colour(enum.Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class Sample(Config):
-    data_key: str = setting("DATA_KEY", str, validator=hex_key, help="data ring key")
+    data_key: str = setting("DATA_KEY", ring_key, help="data ring key")
     nbufs: int = setting("DB_NBUFS", int, default=8, validator=positive, help="blocks")
     rate: float = setting("transmission.rate", float, default=1e6, help="bytes/s")
     enabled: bool = setting("ENABLED", bool, default=True)
@@ -129,7 +130,7 @@ def test_native_values_from_msgpack_are_type_checked():
 def test_hex_and_prefixed_integers():
     source = ConfigSource(overrides=(("-o", {"DATA_KEY": "DADA", "DB_NBUFS": "0x10"}),))
     cfg = build_config(Sample, source)
-    assert (cfg.data_key, cfg.nbufs) == ("DADA", 16)
+    assert (cfg.data_key, cfg.nbufs) == ("dada", 16)
 
 
 def test_config_is_frozen_and_exports_keys():
@@ -220,3 +221,17 @@ def test_example_configs_load(deployment, services):
         source = ConfigSource.load([rings, configs / f"{deployment}-{service}.hdr"], environ={})
         cfg = build_config(DaemonConfig, source)
         assert cfg.mode is Mode.AUTONOMOUS and source.lookup("DATA_KEY")[0] == pair.data_key
+
+
+@pytest.mark.parametrize("data, weights", [("0xb000", "b010"), ("B000", "0xB010"), ("b000", "b010")])
+def test_ring_pair_keys_are_spelt_as_the_ring_library_reads_them(data, weights):
+    source = ConfigSource(overrides=(("-o", {"DATA_KEY": data, "WEIGHTS_KEY": weights}),))
+    config = build_config(RingPairConfig, source)
+    assert (config.data_key, config.weights_key) == ("b000", "b010")
+
+
+@pytest.mark.parametrize("data, weights", [("A000", "a000"), ("0xa000", "A000"), ("a000", "a000")])
+def test_ring_pair_keys_that_name_one_ring_are_refused(data, weights):
+    with pytest.raises(ConfigError, match="DATA_KEY and WEIGHTS_KEY must differ"):
+        source = ConfigSource(overrides=(("-o", {"DATA_KEY": data, "WEIGHTS_KEY": weights}),))
+        build_config(RingPairConfig, source)

@@ -10,7 +10,7 @@ import pytest
 from ringbuf import RingLayout, RingPairReader
 from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.demo.vis_flow import VisParams, simulate
-from services.ingest.emu_send import read_ms
+from services.senders.emu_send import read_ms
 
 GROUP = "239.10.0.77"
 pytestmark = pytest.mark.timeout(180)

@@ -8,7 +8,7 @@ import numpy as np
 import spead2
 import spead2.send
 
-from services.ingest import icd
+from services.formats import cbf_sdp
 from services.ingest.assemble import make_assembler
 from services.ingest.receiver import ChunkReceiver, InprocTransport
 from services.ingest.sink import MemorySink
@@ -19,20 +19,20 @@ NBL = 3
 T0 = 1_700_000_000
 
 
-def make_ig(flavour=icd.FLAVOUR, shape=(CPS, NBL), extra_item=False):
+def make_ig(flavour=cbf_sdp.FLAVOUR, shape=(CPS, NBL), extra_item=False):
     ig = spead2.send.ItemGroup(flavour=flavour)
-    for item_id, name in ((icd.TIMESTAMP_COUNT, "count"), (icd.TIMESTAMP_FRACTION, "frac"),
-                          (icd.CHANNEL_ID, "chan"), (icd.CHANNEL_COUNT, "nchan"),
-                          (icd.BASELINE_COUNT, "nbl")):
+    for item_id, name in ((cbf_sdp.TIMESTAMP_COUNT, "count"), (cbf_sdp.TIMESTAMP_FRACTION, "frac"),
+                          (cbf_sdp.CHANNEL_ID, "chan"), (cbf_sdp.CHANNEL_COUNT, "nchan"),
+                          (cbf_sdp.BASELINE_COUNT, "nbl")):
         ig.add_item(item_id, name, name, shape=(), format=[("u", flavour.heap_address_bits)])
     if extra_item:
         ig.add_item(0x6500, "mystery", "unknown", shape=(), format=[("u", 48)])
-    ig.add_item(icd.CORRELATOR_OUTPUT_DATA, "data", "data", shape=shape, dtype=icd.VIS_DTYPE)
+    ig.add_item(cbf_sdp.CORRELATOR_OUTPUT_DATA, "data", "data", shape=shape, dtype=cbf_sdp.VIS_DTYPE)
     return ig
 
 
 def payload(dump: int, block: int, shape=(CPS, NBL)) -> np.ndarray:
-    p = np.zeros(shape, icd.VIS_DTYPE)
+    p = np.zeros(shape, cbf_sdp.VIS_DTYPE)
     p["VIS"] = (dump * 100 + block * 10 + np.arange(p.size).reshape(shape))[..., None]
     p["FD"] = 255
     p["TCI"] = 3
@@ -99,7 +99,7 @@ def test_bad_input_is_counted_and_never_corrupts(key_factory):
     assert transfer.ended and len(transfer.data) == 4
     for d in range(4):
         vis = transfer.data[d].view(np.complex64).reshape(2, CPS, NBL, 4)
-        wts = transfer.weights[d].view(icd.WEIGHTS_DTYPE).reshape(2, CPS, NBL)
+        wts = transfer.weights[d].view(cbf_sdp.WEIGHTS_DTYPE).reshape(2, CPS, NBL)
         for b in range(2):
             if (d, b) == (2, 1):
                 assert not vis[b].any() and not wts[b]["FD"].any() and not wts[b]["TCI"].any()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common.config import ConfigSource, build_config
-from services.ingest.beam_send import BeamSendConfig, generate
+from services.senders.beam_send import BeamSendConfig, generate
 from tests.ingest.helpers import free_ports, ingest_config, ingest_on_rings
 
 BIN = Path(sys.executable).parent

@@ -13,10 +13,10 @@ import spead2
 import spead2.send
 
 from services.common.config import ConfigSource, build_config
-from services.ingest import icd
+from services.formats import cbf_sdp
 from services.ingest.assemble import make_assembler
-from services.ingest.beam_send import BeamSendConfig, generate
-from services.ingest.emu_send import read_ms
+from services.senders.beam_send import BeamSendConfig, generate
+from services.senders.emu_send import read_ms
 from services.ingest.receiver import ChunkReceiver, InprocTransport
 from services.ingest.sink import MemorySink
 from tests.ingest.helpers import free_ports, ingest_config, ingest_on_rings, settings_of
@@ -57,7 +57,7 @@ def test_vis_transfer_is_as_long_as_sent(ms5, key_factory, skip):
     assert [len(w) for w in out.weights] == [DPB * dump_weights, 2 * dump_weights]
     assert out.offsets == [0, DPB * dump_data]
     vis = np.concatenate(out.data).view(np.complex64).reshape(NTIME, NCHAN // CPS, CPS, NBL, 4)
-    fd = np.concatenate(out.weights).view(icd.WEIGHTS_DTYPE).reshape(
+    fd = np.concatenate(out.weights).view(cbf_sdp.WEIGHTS_DTYPE).reshape(
         NTIME, NCHAN // CPS, CPS, NBL)["FD"]
     expected = read_ms(str(ms5), 0, 0, 0).payload.reshape(NTIME, NCHAN // CPS, CPS, NBL)
     for k in range(NTIME):
@@ -146,7 +146,7 @@ def test_timeout_commits_the_held_block_trimmed(key_factory):
     assert transfer.ended and not sink.open
     assert [len(d) for d in transfer.data] == [sink.data_bufsz, 3 * sink.data_bufsz // 4]
     assert _dumps(transfer.data) == [0, 1, 2, 3, 4, 0, 6]  # dump 5 a hole (VIS 0)
-    fd = np.concatenate(transfer.weights).view(icd.WEIGHTS_DTYPE)["FD"].reshape(7, -1)
+    fd = np.concatenate(transfer.weights).view(cbf_sdp.WEIGHTS_DTYPE)["FD"].reshape(7, -1)
     assert (fd[5] == 0).all() and (fd[[0, 1, 2, 3, 4, 6]] == 255).all()
     c = receiver.counters
     assert c.heaps_lost_total == 1 and c.heaps_padding_skipped_total == 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.ingest import icd
-from services.ingest.emu_send import MJD_UNIX_OFFSET_S, read_ms
+from services.formats import cbf_sdp
+from services.senders.emu_send import MJD_UNIX_OFFSET_S, read_ms
 from tests.ingest.helpers import free_ports, ingest_config, ingest_on_rings
 
 BIN = Path(sys.executable).parent
@@ -60,7 +60,7 @@ def test_round_trip_value_for_value(ms, key_factory, byte_order):
     for k in range(NTIME):
         vis = out.data[k].view(np.complex64).reshape(NCHAN, NBL, 4)
         np.testing.assert_array_equal(vis, expected.payload["VIS"][k])
-        wts = out.weights[k].view(icd.WEIGHTS_DTYPE).reshape(NCHAN, NBL)
+        wts = out.weights[k].view(cbf_sdp.WEIGHTS_DTYPE).reshape(NCHAN, NBL)
         np.testing.assert_array_equal(wts["FD"], expected.payload["FD"][k])
         np.testing.assert_array_equal(wts["TCI"], 0)
         assert out.offsets[k] == k * NCHAN * NBL * 32
@@ -97,7 +97,7 @@ def test_dropped_heaps_are_flagged_holes(ms, key_factory):
     holes = {(1, 0), (2, 3), (2, 1)}
     for k in range(NTIME):
         vis = out.data[k].view(np.complex64).reshape(NCHAN // CPS, CPS, NBL, 4)
-        fd = out.weights[k].view(icd.WEIGHTS_DTYPE).reshape(NCHAN // CPS, CPS, NBL)["FD"]
+        fd = out.weights[k].view(cbf_sdp.WEIGHTS_DTYPE).reshape(NCHAN // CPS, CPS, NBL)["FD"]
         exp = expected.payload.reshape(NTIME, NCHAN // CPS, CPS, NBL)[k]
         for s in range(NCHAN // CPS):
             if (k, s) in holes:

@@ -12,7 +12,7 @@ from services.stat.compute import (
     rfi_mask,
 )
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 from services.stat.scalar import scalar_stats
 
 

@@ -20,7 +20,7 @@ from services.common.control import ControlClient
 from services.demo.processes import Process, daemon_env
 from services.stat.compute import StatConfig, compute_segment
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 from services.stat.publish import subscribe
 from services.stat.service import output_path
 
@@ -162,7 +162,7 @@ WRITER = """
 import sys, time
 from ringbuf import RingPairWriter
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 dk, wk, heaps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 dh, wh = pst_headers("mid", NCHAN=555, SCAN_ID=42, EB_ID="eb-test-1", STAT_REQ_TIME_BINS=4)
 layout = PstLayout.from_headers(dh, wh)

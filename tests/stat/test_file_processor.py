@@ -16,7 +16,7 @@ from ringbuf.segment import Segment
 from services.stat.compute import compute_segment
 from services.stat.file_processor import default_output, main
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers, write_pair
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 
 SPEC = BeamSpec(sigma=15.0, tones={7: 30.0}, clip_fraction=0.001, nan_packets=frozenset({4}))
 NAME = "2023-02-14-22:15:37_0000000000000000_000000"

@@ -14,7 +14,7 @@ from services.stat import hdf5_schema as schema
 from services.stat.compute import compute_segment
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
 from services.stat.hdf5_writer import write_hdf5
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 
 HEADER_LAYOUT = [  # pst-stat.md section 5, as reported by h5py
     (0, "EB_ID", "str"), (8, "TELESCOPE", "str"), (16, "SCAN_ID", "<u8"), (24, "BEAM_ID", "str"),

@@ -12,7 +12,7 @@ from ringbuf.segment import Segment
 from services.stat.compute import compute_segment
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
 from services.stat.hdf5_writer import write_hdf5
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 from services.stat.plot import main
 
 

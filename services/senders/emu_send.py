@@ -27,7 +27,8 @@ from services.common.config import (
     positive,
     setting,
 )
-from services.ingest import icd, sendlib
+from services.formats import cbf_sdp
+from services.senders import sendlib
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ class EmuSendConfig(Config):
                            help="scan id sent in the metadata heap")
     hardware_id: int = setting("transmission.hardware_id", int, default=0,
                                validator=non_negative, help="visibility_hardware_id")
-    byte_order: icd.ByteOrder = setting(
-        "transmission.immediate_byte_order", icd.ByteOrder, default=icd.ByteOrder.BIG,
+    byte_order: cbf_sdp.ByteOrder = setting(
+        "transmission.immediate_byte_order", cbf_sdp.ByteOrder, default=cbf_sdp.ByteOrder.BIG,
         help="big (SPEAD) or little (as spead2 sends '<u4' items)")
     skip_heaps: str = setting("transmission.skip_heaps", str, default="",
                               help="test aid: 'dump:stream,...' heaps not sent (dump counts repeats)")
@@ -123,7 +124,7 @@ def read_ms(path: str, start_chan: int, num_chan: int, num_timestamps: int) -> M
         raise HeaderError(f"{path}: DATA has {data.shape[2]} polarisations, the ICD needs 4")
     lo, hi = np.minimum(a1, a2), np.maximum(a1, a2)
     nbl = nant * (nant + 1) // 2
-    payload = np.zeros((len(times), num_chan, nbl), icd.VIS_DTYPE)
+    payload = np.zeros((len(times), num_chan, nbl), cbf_sdp.VIS_DTYPE)
     t_index = np.searchsorted(times, time_col[:nrows])
     b_index = baseline_index(lo, hi, nant)
     vis = data.astype(np.complex64)
@@ -149,8 +150,8 @@ def parse_skips(text: str) -> set[tuple[int, int]]:
 def ticks_of(unix_seconds: float) -> tuple[int, int]:
     """(timestamp_count, timestamp_fraction) of a Unix time."""
     count = int(unix_seconds // 1)
-    frac = round((unix_seconds - count) * icd.TICKS_PER_SECOND)
-    if frac == icd.TICKS_PER_SECOND:
+    frac = round((unix_seconds - count) * cbf_sdp.TICKS_PER_SECOND)
+    if frac == cbf_sdp.TICKS_PER_SECOND:
         count, frac = count + 1, 0
     return count, frac
 
@@ -172,23 +173,23 @@ class VisSender:
         self.stream = sendlib.make_stream(cfg.target_host, ports, cfg.max_packet_size, cfg.rate,
                                           max_heaps=(self.ntime + 2) * self.nstreams + 8,
                                           interface_address=cfg.interface_address, ttl=cfg.ttl)
-        self.ig = spead2.send.ItemGroup(flavour=icd.FLAVOUR)
-        for item_id, name in ((icd.TIMESTAMP_COUNT, "visibility_timestamp_count"),
-                              (icd.TIMESTAMP_FRACTION, "visibility_timestamp_fraction"),
-                              (icd.CHANNEL_ID, "visibility_channel_id"),
-                              (icd.CHANNEL_COUNT, "visibility_channel_count"),
-                              (icd.BASELINE_COUNT, "visibility_baseline_count"),
-                              (icd.HARDWARE_ID, "visibility_hardware_id"),
-                              (icd.NANT, "num_antennas")):
+        self.ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
+        for item_id, name in ((cbf_sdp.TIMESTAMP_COUNT, "visibility_timestamp_count"),
+                              (cbf_sdp.TIMESTAMP_FRACTION, "visibility_timestamp_fraction"),
+                              (cbf_sdp.CHANNEL_ID, "visibility_channel_id"),
+                              (cbf_sdp.CHANNEL_COUNT, "visibility_channel_count"),
+                              (cbf_sdp.BASELINE_COUNT, "visibility_baseline_count"),
+                              (cbf_sdp.HARDWARE_ID, "visibility_hardware_id"),
+                              (cbf_sdp.NANT, "num_antennas")):
             sendlib.immediate_item(self.ig, item_id, name)
-        self.ig.add_item(icd.SCAN_ID, "scan_id", "scan id", shape=(), dtype="<u8")
-        self.ig.add_item(icd.FREQ0_HZ, "freq0_hz", "centre of channel 0", shape=(), dtype="<f8")
-        self.ig.add_item(icd.CHAN_WIDTH_HZ, "chan_width_hz", "channel spacing", shape=(),
+        self.ig.add_item(cbf_sdp.SCAN_ID, "scan_id", "scan id", shape=(), dtype="<u8")
+        self.ig.add_item(cbf_sdp.FREQ0_HZ, "freq0_hz", "centre of channel 0", shape=(), dtype="<f8")
+        self.ig.add_item(cbf_sdp.CHAN_WIDTH_HZ, "chan_width_hz", "channel spacing", shape=(),
                          dtype="<f8")
-        self.ig.add_item(icd.INT_TIME, "int_time", "dump period (s)", shape=(), dtype="<f8")
-        self.ig.add_item(icd.CORRELATOR_OUTPUT_DATA, "correlator_output_data",
+        self.ig.add_item(cbf_sdp.INT_TIME, "int_time", "dump period (s)", shape=(), dtype="<f8")
+        self.ig.add_item(cbf_sdp.CORRELATOR_OUTPUT_DATA, "correlator_output_data",
                          "TCI, FD and 4 polarisations per channel and baseline",
-                         shape=(cps, self.nbl), dtype=icd.VIS_DTYPE)
+                         shape=(cps, self.nbl), dtype=cbf_sdp.VIS_DTYPE)
         # per-slot immediates: count, fraction (changing) and channel id/count, bl count, hw id
         self.imm = np.zeros((self.ntime, self.nstreams, 6), ">u8")
         self.payload = dumps.payload.reshape(self.ntime, self.nstreams, cps, self.nbl)
@@ -197,7 +198,7 @@ class VisSender:
             self.stream, [spead2.send.HeapReferenceList(refs) for refs in self.heaps])
 
     def _u32(self, value: int) -> int:
-        return icd.bswap32(value) if self.cfg.byte_order == icd.ByteOrder.LITTLE else value
+        return cbf_sdp.bswap32(value) if self.cfg.byte_order == cbf_sdp.ByteOrder.LITTLE else value
 
     def _slot(self, j: int) -> list[spead2.send.HeapReference]:
         refs = []

@@ -17,7 +17,7 @@ import spead2
 import spead2.send
 import spead2.send.asyncio
 
-from services.ingest import icd
+from services.formats import cbf_sdp
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: flo
 
 
 def immediate_item(ig: spead2.send.ItemGroup, item_id: int, name: str) -> None:
-    ig.add_item(item_id, name, name, shape=(), format=[("u", icd.FLAVOUR.heap_address_bits)])
+    ig.add_item(item_id, name, name, shape=(), format=[("u", cbf_sdp.FLAVOUR.heap_address_bits)])
 
 
 def build_heap(ig: spead2.send.ItemGroup, values: dict[str, object]) -> spead2.send.Heap:
@@ -89,7 +89,7 @@ def control_heaps(ig: spead2.send.ItemGroup, meta_values: dict[str, object]) -> 
     descriptors = ig.get_heap(descriptors="all", data="none")
     for name, value in meta_values.items():
         ig[name].value = value
-    meta = spead2.send.Heap(icd.FLAVOUR)
+    meta = spead2.send.Heap(cbf_sdp.FLAVOUR)
     for name in meta_values:
         meta.add_item(ig[name])
     return [start, descriptors, meta]

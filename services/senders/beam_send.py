@@ -28,7 +28,8 @@ from services.common.config import (
     positive,
     setting,
 )
-from services.ingest import icd, sendlib
+from services.formats import cbf_sdp
+from services.senders import sendlib
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class BeamSendConfig(Config):
             yield f"UDP_NSAMP {self.udp_nsamp} is not a multiple of WT_NSAMP {self.wt_nsamp}"
 
     @property
-    def layout(self) -> icd.BeamLayout:
-        return icd.BeamLayout(self.nchan, self.start_channel, self.udp_nchan, self.udp_nsamp,
+    def layout(self) -> cbf_sdp.BeamLayout:
+        return cbf_sdp.BeamLayout(self.nchan, self.start_channel, self.udp_nchan, self.udp_nsamp,
                               self.wt_nsamp, self.nbit, self.nstreams, 1)
 
 
@@ -157,17 +158,17 @@ class BeamSender:
         ports = [cfg.port + i for i in range(cfg.nstreams)]
         self.stream = sendlib.make_stream(cfg.host, ports, cfg.max_packet_size, rate,
                                           max_heaps=pool.data.shape[0] * self.pph + 8)
-        ig = spead2.send.ItemGroup(flavour=icd.FLAVOUR)
+        ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
         self.ig = ig
-        sendlib.immediate_item(ig, icd.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        sendlib.immediate_item(ig, icd.BEAM_FIRST_CHANNEL, "beam_first_channel")
-        sendlib.immediate_item(ig, icd.BEAM_START_SECONDS, "beam_start_seconds")
-        sendlib.immediate_item(ig, icd.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
-        ig.add_item(icd.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
-        ig.add_item(icd.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
-        ig.add_item(icd.BEAM_WEIGHTS, "beam_weights", "relative weights",
+        sendlib.immediate_item(ig, cbf_sdp.BEAM_SAMPLE_COUNT, "beam_sample_count")
+        sendlib.immediate_item(ig, cbf_sdp.BEAM_FIRST_CHANNEL, "beam_first_channel")
+        sendlib.immediate_item(ig, cbf_sdp.BEAM_START_SECONDS, "beam_start_seconds")
+        sendlib.immediate_item(ig, cbf_sdp.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
+        ig.add_item(cbf_sdp.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
+        ig.add_item(cbf_sdp.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
+        ig.add_item(cbf_sdp.BEAM_WEIGHTS, "beam_weights", "relative weights",
                     shape=pool.weights.shape[2:], dtype="<u2")
-        ig.add_item(icd.BEAM_DATA, "beam_data", "samples [pol][chan][samp][dim]",
+        ig.add_item(cbf_sdp.BEAM_DATA, "beam_data", "samples [pol][chan][samp][dim]",
                     shape=pool.data.shape[2:], dtype=lay.sample_dtype)
         k = pool.data.shape[0]
         self.imm = np.zeros((k, self.pph, 2), ">u8")

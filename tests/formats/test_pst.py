@@ -6,7 +6,7 @@ import pytest
 
 from ringbuf.errors import HeaderError
 from services.stat.generate import pst_headers
-from services.stat.layout import PstLayout
+from services.formats.pst import PstLayout
 
 
 def test_low_and_mid_strides_match_the_reference() -> None:

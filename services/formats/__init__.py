@@ -1,0 +1,1 @@
+"""Wire and file formats shared by receivers, senders and processors."""

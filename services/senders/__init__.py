@@ -1,0 +1,1 @@
+"""Senders that emit the real wire formats: emu-send (CBF-SDP ICD), beam-send (SKA PST beams)."""
