@@ -194,7 +194,10 @@ def one_of(*choices: str) -> Callable[[str], None]:
 
 def ring_key(text: str) -> str:
     """A ring key as the ring library reads it (``a000``, ``0xA000``), in its canonical form."""
-    return normalise_key(text)
+    try:
+        return normalise_key(text)
+    except ValueError:
+        raise ValueError("is not a ring key (1 to 8 hexadecimal digits, e.g. a000)") from None
 
 
 def log_level(value: str) -> None:
