@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from ringbuf import RingPairWriter
+from ringbuf import RingPairWriter, Timeout
 from ringbuf.errors import RingBufError, RingLayoutMismatch
 from ringbuf.header import DadaHeader
-from ringbuf.pair import PairWriteTransfer
+from ringbuf.pair import PairWriteTransfer, WriteSegment
+from ringbuf.writer import WriteBlock, WriteTransfer
 
 
 class OpenSegment(Protocol):
@@ -47,12 +49,25 @@ class BlockSink(Protocol):
     def end(self) -> None: ...
 
 
-class RingPairSink:
-    """Writes transfers into an attached :class:`ringbuf.RingPairWriter`."""
+#: Longest single wait for a free ring block before the sink reports progress and waits again.
+WAIT_SLICE_S = 0.5
 
-    def __init__(self, writer: RingPairWriter, stop: threading.Event | None = None) -> None:
+
+class RingPairSink:
+    """Writes transfers into an attached :class:`ringbuf.RingPairWriter`.
+
+    Every ring wait of the writer (a free block, a free header slot) is abandoned with
+    :class:`ringbuf.Interrupted` as soon as ``stop`` is set, so a reader that stops reading
+    never turns a stop into a hang. While waiting for a free block, ``on_wait`` is called
+    every :data:`WAIT_SLICE_S` (the service reports progress from it).
+    """
+
+    def __init__(self, writer: RingPairWriter, stop: threading.Event | None = None,
+                 on_wait: Callable[[], None] | None = None) -> None:
         self.writer = writer
-        self.stop = stop
+        for ring in (writer.data, writer.weights):
+            ring.stop = stop
+        self.on_wait = on_wait
         self.data_bufsz = writer.data.layout.bufsz
         self.weights_bufsz = writer.weights.layout.bufsz
         self.blocked_s = 0.0
@@ -62,11 +77,27 @@ class RingPairSink:
         self._transfer = self.writer.open_transfer(data_header, weights_header)
 
     def open_segment(self) -> OpenSegment:
-        assert self._transfer is not None, "open_segment() outside a transfer"
+        """The next block of both rings; each ring is waited for in slices, so a slice that
+        ends between the two blocks never splits the pair."""
+        transfer = self._transfer
+        assert transfer is not None, "open_segment() outside a transfer"
         started = time.monotonic()
-        seg = self._transfer.open_segment(None)
+        data = self._open_block(transfer.data)
+        try:
+            weights = self._open_block(transfer.weights)
+        except BaseException:
+            data.commit(0)
+            raise
         self.blocked_s = time.monotonic() - started
-        return seg
+        return WriteSegment(data, weights)
+
+    def _open_block(self, transfer: WriteTransfer) -> WriteBlock:
+        while True:
+            try:
+                return transfer.open_block(WAIT_SLICE_S)
+            except Timeout:
+                if self.on_wait is not None:
+                    self.on_wait()
 
     def end(self) -> None:
         if self._transfer is not None:
