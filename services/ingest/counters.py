@@ -33,7 +33,9 @@ class IngestCounters(Counters):
     heaps_rejected: ReasonCounts = reasons(Reject, "heaps_rejected", "heaps rejected")
     metadata_heaps_total: int = total("start, descriptor and metadata heaps")
     start_heaps_total: int = total("start-of-stream heaps")
-    end_heaps_total: int = total("end-of-stream heaps")
+    end_heaps_total: int = total("end-of-stream heaps, the injected ones included")
+    end_heaps_injected_total: int = total(
+        "end-of-stream heaps svc-ingest sent itself to end a transfer after STREAM_TIMEOUT_S")
     stream_timeouts_total: int = total("transfers ended by STREAM_TIMEOUT_S without end heaps")
     datagrams_rejected_total: int = total("datagrams spead2 could not decode (process-wide)")
     packets_total: int = total("SPEAD packets decoded")

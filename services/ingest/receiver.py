@@ -315,7 +315,7 @@ class ChunkReceiver:
                         reason, injected = "timeout", True
                         for i in range(self.settings.nstreams):  # flushes the windows
                             self.transport.inject_end(i)
-                            self.counters.add("end_heaps_total", -1)
+                            self.counters.add("end_heaps_injected_total")
                         last_activity = now
                     else:
                         group.stop()

@@ -122,8 +122,17 @@ def test_stream_without_end_heap_times_out(key_factory):
     ig = make_ig()
     for d in range(3):
         stream.send_heap(heap(ig, d, 0))
-    result = receiver.run_transfer(sink, threading.Event())
+    seen: list[dict[str, float]] = []
+    result = receiver.run_transfer(sink, threading.Event(),
+                                   lambda: seen.append(receiver.counters.snapshot()))
     assert result is not None and result.reason == "timeout" and result.blocks == 3
-    assert receiver.counters.stream_timeouts_total == 1
+    c = receiver.counters
+    assert c.stream_timeouts_total == 1
+    assert c.end_heaps_injected_total == 1  # the one ingest sent itself...
+    assert c.end_heaps_total == 1  # ...is an end heap the stream saw, counted once
+    seen.append(c.snapshot())
+    for before, after in zip(seen, seen[1:]):  # a total never goes down
+        assert all(after[k] >= v for k, v in before.items() if k.endswith("_total")), (before,
+                                                                                        after)
     assert sink.transfers[0].ended
     queue.stop()
