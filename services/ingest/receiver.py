@@ -42,7 +42,7 @@ from services.ingest.assemble import Assembler, last_present_step
 from services.ingest.counters import (
     DatagramRejectCounter,
     IngestCounters,
-    Reject,
+    Stat,
     install_datagram_counter,
     udp_rcvbuf_errors,
 )
@@ -66,25 +66,15 @@ def _end_packets() -> list[bytes]:
     ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
     return [bytes(p) for p in spead2.send.PacketGenerator(ig.get_end(), 1, 1472)]
 
-_STAT_TO_COUNTER = {
-    "heaps_seen": "heaps_received_total",
-    "metadata_heaps": "metadata_heaps_total",
-    "start_heaps": "start_heaps_total",
-    "end_heaps": "end_heaps_total",
-    "duplicate_heaps": "heaps_duplicate_total",
+#: spead2's own stream statistics, and the counter each is folded into.
+_SPEAD2_COUNTERS = {
     "too_old_heaps": "heaps_too_old_total",
     "incomplete_heaps_evicted": "heaps_incomplete_total",
     "incomplete_heaps_flushed": "heaps_incomplete_total",
     "packets": "packets_total",
     "worker_blocked": "chunk_pool_blocked_total",
 }
-_STAT_TO_REASON = {
-    "rejected_bad_shape": Reject.BAD_SHAPE,
-    "rejected_unknown_item": Reject.UNKNOWN_ITEM,
-    "rejected_bad_timestamp": Reject.BAD_TIMESTAMP,
-    "rejected_wrong_channel": Reject.WRONG_CHANNEL,
-    "rejected_bad_flavour": Reject.BAD_FLAVOUR,
-}
+_STATS = {stat.stat_name: stat for stat in Stat}
 _U32_META = (cbf_sdp.HARDWARE_ID, cbf_sdp.NANT)
 POLL_S = 0.1
 
@@ -165,7 +155,7 @@ class _Group:
         per_stream = spec.nblocks // settings.nstreams
         for i in range(settings.nstreams):
             stream_config = recv.StreamConfig(max_heaps=8, stream_id=i)
-            stat_indices = [stream_config.add_stat(name) for name in placement.STATS]
+            stat_indices = {stat: stream_config.add_stat(stat.stat_name) for stat in Stat}
             params = placement.PlaceParams.build(
                 period=spec.period, max_jump=settings.max_time_jump, block_lo=i * per_stream,
                 block_hi=(i + 1) * per_stream, start_channel=assembler.layout.start_channel,
@@ -239,10 +229,13 @@ class ChunkReceiver:
                 delta = value - self._last_stats.get(name, 0)
                 if not delta:
                     continue
-                if name in _STAT_TO_COUNTER:
-                    c.add(_STAT_TO_COUNTER[name], delta)
-                elif name in _STAT_TO_REASON:
-                    c.heaps_rejected.add(_STAT_TO_REASON[name], delta)
+                stat = _STATS.get(name)
+                if stat is not None and stat.reason is not None:
+                    c.heaps_rejected.add(stat.reject, delta)
+                elif stat is not None:
+                    c.add(stat.counter, delta)
+                elif name in _SPEAD2_COUNTERS:
+                    c.add(_SPEAD2_COUNTERS[name], delta)
             self._last_stats = stats
             rejected = DatagramRejectCounter.count
             c.add("datagrams_rejected_total", rejected - self._last_rejected_datagrams)
@@ -350,7 +343,7 @@ class ChunkReceiver:
             return
         max_gap = self.settings.max_time_jump // asm.spec.steps_per_chunk + 1
         if chunk_id - state.next_chunk > max_gap:
-            c.heaps_rejected.add(Reject.BAD_TIMESTAMP, int(present.sum()))
+            c.heaps_rejected.add(Stat.REJECTED_BAD_TIMESTAMP.reject, int(present.sum()))
             return
         self._commit_held(state, trim=False)
         while state.next_chunk < chunk_id:
