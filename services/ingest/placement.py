@@ -30,7 +30,7 @@ from numba import types
 from spead2.numba import intp_to_voidptr
 from spead2.recv.numba import chunk_place_data
 
-from services.formats import cbf_sdp
+from services.formats import cbf_sdp, pst
 from services.ingest.counters import Stat
 
 
@@ -62,8 +62,8 @@ VIS_ITEMS = (
     cbf_sdp.TIMESTAMP_FRACTION, cbf_sdp.CHANNEL_ID, cbf_sdp.CHANNEL_COUNT, cbf_sdp.BASELINE_COUNT,
 )
 #: Immediate items passed to the beam callback, in :class:`BeamItem` order.
-BEAM_ITEMS = (spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, cbf_sdp.BEAM_SAMPLE_COUNT,
-              cbf_sdp.BEAM_FIRST_CHANNEL, cbf_sdp.BEAM_SCALE)
+BEAM_ITEMS = (spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, pst.BEAM_SAMPLE_COUNT,
+              pst.BEAM_FIRST_CHANNEL, pst.BEAM_SCALE)
 N_VIS_ITEMS, N_BEAM_ITEMS = len(VisItem), len(BeamItem)
 assert len(VIS_ITEMS) == N_VIS_ITEMS and len(BEAM_ITEMS) == N_BEAM_ITEMS
 #: Bytes of chunk ``extra`` per beam heap: the packet scale (float32, little-endian).

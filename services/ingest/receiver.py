@@ -36,7 +36,7 @@ import spead2
 import spead2.recv as recv
 import spead2.send
 
-from services.formats import cbf_sdp
+from services.formats import cbf_sdp, pst
 from services.ingest import placement
 from services.ingest.assemble import Assembler, last_present_step
 from services.ingest.counters import (
@@ -158,7 +158,7 @@ class _Group:
             stat_indices = {stat: stream_config.add_stat(stat.stat_name) for stat in Stat}
             params = placement.PlaceParams.build(
                 period=spec.period, max_jump=settings.max_time_jump, block_lo=i * per_stream,
-                block_hi=(i + 1) * per_stream, start_channel=assembler.layout.start_channel,
+                block_hi=(i + 1) * per_stream, start_channel=spec.start_channel,
                 chans_per_heap=spec.chans_per_heap, nblocks=spec.nblocks,
                 steps_per_chunk=spec.steps_per_chunk, nbaseline=spec.nbaseline,
                 heap_bytes=spec.heap_bytes, byte_order=settings.byte_order,
@@ -393,7 +393,7 @@ class ChunkReceiver:
 
     def _begin(self, group: _Group, sink: BlockSink, state: _TransferState, chunk_id: int) -> None:
         meta = group.metadata(self.settings.byte_order)
-        raw_scan = meta.get(cbf_sdp.SCAN_ID, meta.get(cbf_sdp.BEAM_SCAN_ID))
+        raw_scan = meta.get(cbf_sdp.SCAN_ID, meta.get(pst.BEAM_SCAN_ID))
         scan_id = self.settings.default_scan_id if raw_scan is None else raw_scan % (1 << 64)
         data_header, weights_header = self.assembler.headers(chunk_id, group.phase(), meta, scan_id)
         sink.begin(data_header, weights_header)

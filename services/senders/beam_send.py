@@ -28,7 +28,7 @@ from services.common.config import (
     positive,
     setting,
 )
-from services.formats import cbf_sdp
+from services.formats import cbf_sdp, pst
 from services.senders import sendlib
 
 logger = logging.getLogger(__name__)
@@ -85,9 +85,9 @@ class BeamSendConfig(Config):
             yield f"UDP_NSAMP {self.udp_nsamp} is not a multiple of WT_NSAMP {self.wt_nsamp}"
 
     @property
-    def layout(self) -> cbf_sdp.BeamLayout:
-        return cbf_sdp.BeamLayout(self.nchan, self.start_channel, self.udp_nchan, self.udp_nsamp,
-                              self.wt_nsamp, self.nbit, self.nstreams, 1)
+    def layout(self) -> pst.PstLayout:
+        return pst.PstLayout.from_shape(self.nchan, self.udp_nchan, self.udp_nsamp,
+                                        self.wt_nsamp, self.nbit)
 
 
 @dataclass
@@ -125,7 +125,7 @@ def generate(cfg: BeamSendConfig) -> BeamPool:
     if cfg.nan_every:
         flat = scale.reshape(-1)
         flat[cfg.nan_every - 1::cfg.nan_every] = np.nan
-    weights = np.full((k, pph, lay.packet_weights_bytes // 2), 65535, np.uint16)
+    weights = np.full((k, pph, lay.udp_nchan * (lay.udp_nsamp // lay.wt_nsamp)), 65535, np.uint16)
     return BeamPool(scale, weights, data)
 
 
@@ -154,21 +154,21 @@ class BeamSender:
         self.pph = lay.packets_per_heap
         per_stream = self.pph // cfg.nstreams
         heap_s = lay.udp_nsamp * cfg.tsamp * 1e-6
-        rate = cfg.rate or lay.packet_bytes * self.pph / heap_s
+        rate = cfg.rate or lay.spead_payload_bytes * self.pph / heap_s
         ports = [cfg.port + i for i in range(cfg.nstreams)]
         self.stream = sendlib.make_stream(cfg.host, ports, cfg.max_packet_size, rate,
                                           max_heaps=pool.data.shape[0] * self.pph + 8)
         ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
         self.ig = ig
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_FIRST_CHANNEL, "beam_first_channel")
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_START_SECONDS, "beam_start_seconds")
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
-        ig.add_item(cbf_sdp.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
-        ig.add_item(cbf_sdp.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
-        ig.add_item(cbf_sdp.BEAM_WEIGHTS, "beam_weights", "relative weights",
+        sendlib.immediate_item(ig, pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
+        sendlib.immediate_item(ig, pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
+        sendlib.immediate_item(ig, pst.BEAM_START_SECONDS, "beam_start_seconds")
+        sendlib.immediate_item(ig, pst.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
+        ig.add_item(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
+        ig.add_item(pst.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
+        ig.add_item(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",
                     shape=pool.weights.shape[2:], dtype="<u2")
-        ig.add_item(cbf_sdp.BEAM_DATA, "beam_data", "samples [pol][chan][samp][dim]",
+        ig.add_item(pst.BEAM_DATA, "beam_data", "samples [pol][chan][samp][dim]",
                     shape=pool.data.shape[2:], dtype=lay.sample_dtype)
         k = pool.data.shape[0]
         self.imm = np.zeros((k, self.pph, 2), ">u8")
