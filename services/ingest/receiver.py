@@ -53,7 +53,8 @@ logger = logging.getLogger(__name__)
 
 
 class Transport(Protocol):
-    """How the streams get their packets."""
+    """How the streams get their packets: :class:`UdpTransport` in the product; the tests
+    plug in spead2's in-process queues."""
 
     def add(self, index: int, member: recv.ChunkStreamGroupMember) -> None:
         """Add the reader(s) of stream ``index`` to its group member."""
@@ -62,7 +63,8 @@ class Transport(Protocol):
         """Deliver an end-of-stream heap to stream ``index`` (flushes its window)."""
 
 
-def _end_packets() -> list[bytes]:
+def end_packets() -> list[bytes]:
+    """The packets of an end-of-stream heap (what :meth:`Transport.inject_end` delivers)."""
     ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
     return [bytes(p) for p in spead2.send.PacketGenerator(ig.get_end(), 1, 1472)]
 
@@ -121,22 +123,8 @@ class UdpTransport:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
                                 socket.inet_aton(self.mcast_interface))
-            for packet in _end_packets():
+            for packet in end_packets():
                 sock.sendto(packet, (host, self.port_start + index))
-
-
-class InprocTransport:
-    """Stream i reads in-process queue i (tests)."""
-
-    def __init__(self, queues: list[spead2.InprocQueue]) -> None:
-        self.queues = queues
-
-    def add(self, index: int, member: recv.ChunkStreamGroupMember) -> None:
-        member.add_inproc_reader(self.queues[index])
-
-    def inject_end(self, index: int) -> None:
-        for packet in _end_packets():
-            self.queues[index].add_packet(packet)
 
 
 class _Group:

@@ -10,8 +10,8 @@ import spead2.send
 
 from services.formats import cbf_sdp
 from services.ingest.assemble import make_assembler
-from services.ingest.receiver import ChunkReceiver, InprocTransport
-from services.ingest.sink import MemorySink
+from services.ingest.receiver import ChunkReceiver
+from tests.ingest.fakes import InprocTransport, MemorySink
 from tests.ingest.helpers import ingest_config, settings_of
 
 NANT, NCHAN, CPS = 2, 4, 2
