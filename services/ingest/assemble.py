@@ -34,7 +34,8 @@ ICD_REVISION = ("CBF-SDP ICD, SPEAD-64-48 items 0x6000-0x600A (emulator revision
 
 def utc_string(seconds: float) -> str:
     """DADA UTC_START format of a Unix time, floored to the second."""
-    return dt.datetime.fromtimestamp(int(seconds // 1), dt.timezone.utc).strftime("%Y-%m-%d-%H:%M:%S")
+    when = dt.datetime.fromtimestamp(int(seconds // 1), dt.timezone.utc)
+    return when.strftime("%Y-%m-%d-%H:%M:%S")
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,8 @@ class UdpTransport:
 class _Group:
     """One ChunkStreamRingGroup with its members' place parameters and chunk buffers."""
 
-    def __init__(self, assembler: Assembler, settings: ReceiveSettings, transport: Transport) -> None:
+    def __init__(self, assembler: Assembler, settings: ReceiveSettings,
+                 transport: Transport) -> None:
         spec = assembler.spec
         nchunks = settings.max_chunks + 4
         self.data_ring = recv.ChunkRingbuffer(nchunks)

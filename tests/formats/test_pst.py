@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ringbuf.errors import HeaderError
-from services.stat.generate import pst_headers
 from services.formats.pst import PstLayout
+from services.stat.generate import pst_headers
 
 
 def test_low_and_mid_strides_match_the_reference() -> None:

@@ -27,7 +27,8 @@ def make_ig(flavour=cbf_sdp.FLAVOUR, shape=(CPS, NBL), extra_item=False):
         ig.add_item(item_id, name, name, shape=(), format=[("u", flavour.heap_address_bits)])
     if extra_item:
         ig.add_item(0x6500, "mystery", "unknown", shape=(), format=[("u", 48)])
-    ig.add_item(cbf_sdp.CORRELATOR_OUTPUT_DATA, "data", "data", shape=shape, dtype=cbf_sdp.VIS_DTYPE)
+    ig.add_item(cbf_sdp.CORRELATOR_OUTPUT_DATA, "data", "data", shape=shape,
+                dtype=cbf_sdp.VIS_DTYPE)
     return ig
 
 
@@ -131,8 +132,8 @@ def test_stream_without_end_heap_times_out(key_factory):
     assert c.end_heaps_injected_total == 1  # the one ingest sent itself...
     assert c.end_heaps_total == 1  # ...is an end heap the stream saw, counted once
     seen.append(c.snapshot())
-    for before, after in zip(seen, seen[1:]):  # a total never goes down
-        assert all(after[k] >= v for k, v in before.items() if k.endswith("_total")), (before,
-                                                                                        after)
+    for before, after in zip(seen, seen[1:], strict=False):  # a total never goes down
+        grown = [after[k] >= v for k, v in before.items() if k.endswith("_total")]
+        assert all(grown), (before, after)
     assert sink.transfers[0].ended
     queue.stop()
