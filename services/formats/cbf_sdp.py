@@ -73,7 +73,6 @@ class VisLayout:
     nchan: int  # channels of this instance (its ring)
     start_channel: int  # ICD channel id of the first channel
     channels_per_heap: int  # channels_per_stream of the sender
-    nstreams: int  # ports; each carries nblocks/nstreams consecutive channel blocks
     dumps_per_block: int
     int_time: float
 

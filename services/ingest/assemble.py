@@ -24,7 +24,7 @@ import numpy as np
 from ringbuf.header import DadaHeader
 from services.formats import cbf_sdp, pst
 from services.ingest import placement
-from services.ingest.config import IngestConfig
+from services.ingest.config import IngestConfig, Profile
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class VisAssembler:
         self.config = config
         self.layout = cbf_sdp.VisLayout(
             nant=config.nant, nchan=config.nchan, start_channel=config.start_channel,
-            channels_per_heap=config.channels_per_stream, nstreams=config.nstreams,
+            channels_per_heap=config.channels_per_stream,
             dumps_per_block=dpb, int_time=config.int_time)
         lay = self.layout
         self.heaps_per_chunk = lay.heaps_per_chunk
@@ -227,8 +227,7 @@ Assembler = VisAssembler | BeamAssembler
 
 
 def make_assembler(config: IngestConfig, data_bufsz: int) -> Assembler:
-    from services.ingest.config import Profile
-
+    """The assembler of the config's PROFILE for ring blocks of ``data_bufsz`` bytes."""
     if config.profile == Profile.VIS:
         return VisAssembler(config, data_bufsz)
     return BeamAssembler(config, data_bufsz)
