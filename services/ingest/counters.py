@@ -58,7 +58,8 @@ class Stat(enum.IntEnum):
 
 
 #: Why a heap was rejected before it reached a ring block: one reason per ``Stat.REJECTED_*``
-#: (``Stat.REJECTED_BAD_SHAPE.reject`` is ``Reject("bad_shape")``).
+#: (``Stat.REJECTED_BAD_SHAPE.reject`` is ``Reject("bad_shape")``). Made from Stat, so mypy
+#: cannot list its members: code reaches them through :attr:`Stat.reject`.
 Reject = enum.Enum(  # type: ignore[misc]
     "Reject", [(s.reason.upper(), s.reason) for s in Stat if s.reason is not None])
 
