@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
 
 DEFAULT_PACKET_SCALES_SIZE = 4
 #: Bits of a weight in the weights stream ringpipe writes (SKA PST's NBIT 16 weights header).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ringbuf.header import DadaHeader
+from ringbuf import DadaHeader
 from services.formats import cbf_sdp, pst
 from services.ingest import placement
 from services.ingest.config import IngestConfig, Profile

@@ -19,9 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ringbuf import RingPairWriter, Timeout
+from ringbuf import DadaHeader, RingPairWriter, Timeout
 from ringbuf.errors import RingLayoutMismatch
-from ringbuf.header import DadaHeader
 from ringbuf.pair import PairWriteTransfer, WriteSegment
 from ringbuf.writer import WriteBlock, WriteTransfer
 
