@@ -6,8 +6,9 @@ A sender process (the emu-send machinery on synthetic ICD dumps: 64 antennas, 20
 baselines, 16 channels in 4 streams of 4 channels, 282 880-byte heaps, 8972-byte packets)
 sends at a fixed rate to a ChunkReceiver that writes a real ring pair, drained by two
 `ringbuf null` processes. Short trials sweep the rate upwards; the highest rate with zero lost
-heaps is then confirmed for --seconds. spead2's bench (the spead2_bench.py console script of spead2.tools.bench_asyncio, master/agent,
-1 MiB heaps, upstream search cut at 45 s) runs in the same invocation for the baseline.
+heaps is then confirmed for --seconds. spead2's bench (the spead2_bench.py console script of
+spead2.tools.bench_asyncio, master/agent, 1 MiB heaps, upstream search cut at 45 s) runs in
+the same invocation for the baseline.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def send(rate: float, seconds: float, port: int) -> None:
     print(f"SENT {heaps} {nbytes}", flush=True)
 
 
-def trial(rate_gbps: float, seconds: float, keys: tuple[str, str], port: int) -> tuple[bool, float, int, int]:
+def trial(rate_gbps: float, seconds: float, keys: tuple[str, str],
+          port: int) -> tuple[bool, float, int, int]:
     """(lossless, received Gb/s, heaps sent, heaps complete) of one run at ``rate_gbps``."""
     from ringbuf import RingPairWriter
     from services.common.config import ConfigSource, build_config

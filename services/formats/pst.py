@@ -7,9 +7,15 @@ The weights stream has one record per packet, in the same order:
 ``[scales: PACKET_SCALES_SIZE bytes][weights: PACKET_WEIGHTS_SIZE bytes]``; the first
 float32 of the record is the packet's scale.
 
-:class:`PstLayout` validates a data/weights header pair with the rules of SKA PST's
-``HeapLayout`` and derives every stride.  It does not depend on the statistics code, so the
-ingest voltage path and the ``.dada`` file producer can use the same arithmetic.
+:class:`PstLayout` is the one description of that heap: it validates a data/weights header
+pair with the rules of SKA PST's ``HeapLayout`` (:meth:`PstLayout.from_headers`) or is built
+from a stream's shape (:meth:`PstLayout.from_shape`), and derives every stride. It does not
+depend on the statistics code, so ingest, beam-send, svc-stat and the ``.dada`` file producer
+use the same arithmetic.
+
+On the wire (docs/icd.md section 2) a PST packet is one SPEAD heap (SPEAD-64-48, the flavour
+of the CBF-SDP ICD) with ringpipe's items ``0x7000``-``0x7012`` below: the scale as an
+immediate, the payload the packet's weights then its data (:attr:`PstLayout.spead_payload_bytes`).
 """
 
 from __future__ import annotations
@@ -18,10 +24,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
 
 DEFAULT_PACKET_SCALES_SIZE = 4
+#: Bits of a weight in the weights stream ringpipe writes (SKA PST's NBIT 16 weights header).
+DEFAULT_WEIGHTS_NBIT = 16
+
+# ----------------------------------------------------------------------- SPEAD items of a beam
+BEAM_SAMPLE_COUNT = 0x7000  # u48 immediate: first time sample of the packet since the scan start
+BEAM_FIRST_CHANNEL = 0x7001  # u32 immediate: first channel of the packet (absolute)
+BEAM_SCALE = 0x7002  # immediate: float32 PST packet scale, its little-endian bytes in bytes 2-5
+# of the 48-bit immediate (what spead2 sends for a '<f4' item); NaN = invalid packet
+BEAM_WEIGHTS = 0x7003  # uint16[UDP_NCHAN * UDP_NSAMP / WT_NSAMP]
+BEAM_DATA = 0x7004  # int8|int16 [NPOL=2][UDP_NCHAN][UDP_NSAMP][NDIM=2]
+BEAM_SCAN_ID = 0x7010  # u64 (addressed), metadata heap only
+BEAM_START_SECONDS = 0x7011  # u48 immediate: Unix seconds of sample 0
+BEAM_START_PICOSECONDS = 0x7012  # u48 immediate: picoseconds past BEAM_START_SECONDS
+
+#: Items a beam data heap carries (besides the SPEAD control items 0x01-0x06).
+BEAM_DATA_ITEMS = (BEAM_SAMPLE_COUNT, BEAM_FIRST_CHANNEL, BEAM_SCALE, BEAM_WEIGHTS, BEAM_DATA)
+#: Items read from a beam metadata heap.
+BEAM_META_ITEMS = (BEAM_SCAN_ID, BEAM_START_SECONDS, BEAM_START_PICOSECONDS)
+BEAM_KNOWN_ITEMS = BEAM_DATA_ITEMS + BEAM_META_ITEMS
 # keys that must have the same (first-token) text in the data and the weights header
 SHARED_KEYS = ("UDP_NSAMP", "UDP_NCHAN", "WT_NSAMP", "NCHAN")
 
@@ -96,6 +121,12 @@ class PstLayout:
         """Bytes of one time sample of every channel, pol and dim."""
         return self.nchan * self.npol * self.ndim * self.nbit // 8
 
+    @property
+    def spead_payload_bytes(self) -> int:
+        """Payload of a packet's SPEAD heap: its weights, then its data (the scale is an
+        immediate)."""
+        return self.packet_weights_size + self.packet_data_bytes
+
     def heaps_in(self, data_nbytes: int, weights_nbytes: int) -> tuple[int, int]:
         """Whole heaps in a data span and in a weights span (trailing partial heaps ignored)."""
         return data_nbytes // self.data_heap_stride, weights_nbytes // self.weights_heap_stride
@@ -116,6 +147,16 @@ class PstLayout:
         return records[:, :, :4].view("<f4")[:, :, 0]
 
     # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_shape(cls, nchan: int, udp_nchan: int, udp_nsamp: int, wt_nsamp: int, nbit: int,
+                   weights_nbit: int = DEFAULT_WEIGHTS_NBIT,
+                   packet_scales_size: int = DEFAULT_PACKET_SCALES_SIZE) -> PstLayout:
+        """The layout of a stream of this shape (the keys are assumed checked by the caller's
+        config: NBIT 8 or 16, UDP_NSAMP a multiple of WT_NSAMP, NCHAN of UDP_NCHAN)."""
+        weights_size = udp_nchan * (udp_nsamp // wt_nsamp) * weights_nbit // 8
+        return cls(nchan, nbit, udp_nsamp, udp_nchan, wt_nsamp, weights_nbit,
+                   packet_scales_size, weights_size)
+
     @classmethod
     def from_headers(cls, data_header: DadaHeader, weights_header: DadaHeader) -> PstLayout:
         """Validate a data/weights header pair (SKA PST ``HeapLayout`` rules) and build the layout.

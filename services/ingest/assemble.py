@@ -21,19 +21,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ringbuf.header import DadaHeader
-from services.formats import cbf_sdp
+from ringbuf import DadaHeader
+from services.formats import cbf_sdp, pst
 from services.ingest import placement
-from services.ingest.config import IngestConfig
+from services.ingest.config import IngestConfig, Profile
 
 logger = logging.getLogger(__name__)
 
-ICD_REVISION = "CBF-SDP ICD, SPEAD-64-48 items 0x6000-0x600A (emulator revision, see docs/cbf_sdp.md)"
+ICD_REVISION = ("CBF-SDP ICD, SPEAD-64-48 items 0x6000-0x600A (emulator revision, "
+                "see docs/icd.md)")
 
 
 def utc_string(seconds: float) -> str:
     """DADA UTC_START format of a Unix time, floored to the second."""
-    return dt.datetime.fromtimestamp(int(seconds // 1), dt.timezone.utc).strftime("%Y-%m-%d-%H:%M:%S")
+    when = dt.datetime.fromtimestamp(int(seconds // 1), dt.timezone.utc)
+    return when.strftime("%Y-%m-%d-%H:%M:%S")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class PlaceSpec:
     known_items: tuple[int, ...]
     meta_ids: tuple[int, ...]
     extra_bytes: int = 0  # chunk ``extra`` bytes per heap
+    start_channel: int = 0  # first channel of this instance (channel block 0)
 
 
 class VisAssembler:
@@ -62,7 +65,7 @@ class VisAssembler:
         self.config = config
         self.layout = cbf_sdp.VisLayout(
             nant=config.nant, nchan=config.nchan, start_channel=config.start_channel,
-            channels_per_heap=config.channels_per_stream, nstreams=config.nstreams,
+            channels_per_heap=config.channels_per_stream,
             dumps_per_block=dpb, int_time=config.int_time)
         lay = self.layout
         self.heaps_per_chunk = lay.heaps_per_chunk
@@ -75,7 +78,7 @@ class VisAssembler:
         self.spec = PlaceSpec(
             placement.VIS_ITEMS, placement.place_vis, lay.period_ticks, lay.channels_per_heap,
             lay.nblocks, dpb, lay.nbaseline, lay.heap_bytes, cbf_sdp.VIS_KNOWN_ITEMS,
-            cbf_sdp.VIS_META_ITEMS)
+            cbf_sdp.VIS_META_ITEMS, start_channel=lay.start_channel)
 
     def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
              data: np.ndarray, weights: np.ndarray) -> None:
@@ -130,41 +133,39 @@ class BeamAssembler:
 
     def __init__(self, config: IngestConfig, data_bufsz: int) -> None:
         self.config = config
-        probe = cbf_sdp.BeamLayout(config.nchan, config.start_channel, config.udp_nchan,
-                               config.udp_nsamp, config.wt_nsamp, config.nbit, config.nstreams, 1)
-        hpb = max(1, data_bufsz // probe.data_resolution)
-        self.layout = lay = cbf_sdp.BeamLayout(
-            config.nchan, config.start_channel, config.udp_nchan, config.udp_nsamp,
-            config.wt_nsamp, config.nbit, config.nstreams, hpb)
-        self.heaps_per_chunk = lay.packets_per_chunk
-        self.heap_bytes = lay.packet_bytes
+        self.layout = lay = pst.PstLayout.from_shape(
+            config.nchan, config.udp_nchan, config.udp_nsamp, config.wt_nsamp, config.nbit)
+        hpb = max(1, data_bufsz // lay.data_heap_stride)
+        self.heaps_per_block = hpb
+        self.heaps_per_chunk = hpb * lay.packets_per_heap
+        self.heap_bytes = lay.spead_payload_bytes
         self.steps_per_chunk, self.heaps_per_step = hpb, lay.packets_per_heap
-        self.data_step_bytes = lay.data_resolution
-        self.weights_step_bytes = lay.weights_resolution
-        self.data_bytes = hpb * lay.data_resolution
-        self.weights_bytes = hpb * lay.weights_resolution
+        self.data_step_bytes = lay.data_heap_stride
+        self.weights_step_bytes = lay.weights_heap_stride
+        self.data_bytes = hpb * lay.data_heap_stride
+        self.weights_bytes = hpb * lay.weights_heap_stride
         self.spec = PlaceSpec(
             placement.BEAM_ITEMS, placement.place_beam, lay.udp_nsamp, lay.udp_nchan,
-            lay.packets_per_heap, hpb, 0, lay.packet_bytes, cbf_sdp.BEAM_KNOWN_ITEMS,
-            cbf_sdp.BEAM_META_ITEMS, placement.BEAM_EXTRA_BYTES)
+            lay.packets_per_heap, hpb, 0, lay.spead_payload_bytes, pst.BEAM_KNOWN_ITEMS,
+            pst.BEAM_META_ITEMS, placement.BEAM_EXTRA_BYTES, config.start_channel)
 
     def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
              data: np.ndarray, weights: np.ndarray) -> None:
         """Scale (from the chunk extra), weights and data into PST records; NaN the holes."""
         lay = self.layout
-        npk, nw = lay.packets_per_chunk, lay.packet_weights_bytes
-        src = chunk.reshape(npk, lay.packet_bytes)
-        wts = weights.reshape(npk, lay.weights_record_bytes)
+        npk, nw, ns = self.heaps_per_chunk, lay.packet_weights_size, lay.packet_scales_size
+        src = chunk.reshape(npk, lay.spead_payload_bytes)
+        wts = weights.reshape(npk, lay.weights_packet_stride)
         dat = data.reshape(npk, lay.packet_data_bytes)
         if extra is not None:
-            wts[:, :4] = extra.reshape(npk, 4)
-        wts[:, 4:] = src[:, :nw]
+            wts[:, :ns] = extra.reshape(npk, placement.BEAM_EXTRA_BYTES)
+        wts[:, ns:] = src[:, :nw]
         dat[:] = src[:, nw:]
         missing = present == 0
         if missing.any():
             dat[missing] = 0
             wts[missing] = 0
-            wts[missing, :4] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
+            wts[missing, :ns] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
 
     def fill_hole(self, data: np.ndarray, weights: np.ndarray) -> None:
         self.fill(np.zeros(self.heaps_per_chunk * self.heap_bytes, np.uint8),
@@ -174,34 +175,38 @@ class BeamAssembler:
                 scan_id: int) -> tuple[DadaHeader, DadaHeader]:
         cfg, lay = self.config, self.layout
         tsamp_us = float(cfg.tsamp)
-        first_sample = first_chunk * lay.heaps_per_block * lay.udp_nsamp
-        if cbf_sdp.BEAM_START_SECONDS in meta:
-            start_ps = meta[cbf_sdp.BEAM_START_SECONDS] * 10**12 + meta.get(cbf_sdp.BEAM_START_PICOSECONDS, 0)
+        first_sample = first_chunk * self.heaps_per_block * lay.udp_nsamp
+        if pst.BEAM_START_SECONDS in meta:
+            start_ps = (meta[pst.BEAM_START_SECONDS] * 10**12
+                        + meta.get(pst.BEAM_START_PICOSECONDS, 0))
         else:
             logger.warning("no start time in the beam stream: UTC_START is the local clock")
             start_ps = int(dt.datetime.now(dt.timezone.utc).timestamp()) * 10**12
         start_ps += round(first_sample * tsamp_us * 10**6)
         heap_seconds = lay.udp_nsamp * tsamp_us * 1e-6
+        start_channel = cfg.start_channel
         shared: dict[str, object] = {"HDR_SIZE": 4096}
         shared.update(cfg.passthrough())
         shared.update({
             "NANT": 1, "TSAMP": cfg.tsamp, "WT_NSAMP": lay.wt_nsamp, "UDP_NSAMP": lay.udp_nsamp,
-            "UDP_NCHAN": lay.udp_nchan, "NCHAN": lay.nchan, "START_CHANNEL": lay.start_channel,
-            "END_CHANNEL": lay.start_channel + lay.nchan, "OBS_OFFSET": 0,
+            "UDP_NCHAN": lay.udp_nchan, "NCHAN": lay.nchan, "START_CHANNEL": start_channel,
+            "END_CHANNEL": start_channel + lay.nchan, "OBS_OFFSET": 0,
             "DATA_KEY": cfg.data_key, "WEIGHTS_KEY": cfg.weights_key,
             "UTC_START": utc_string(start_ps // 10**12), "PICOSECONDS": start_ps % 10**12,
             "SCAN_ID": scan_id,
         })
-        data = DadaHeader({**shared, "NBIT": lay.nbit, "NPOL": 2, "NDIM": 2,
-                           "RESOLUTION": lay.data_resolution,
-                           "BYTES_PER_SECOND": repr(lay.data_resolution / heap_seconds)})
+        data_keys, weights_keys = lay.header_keys()
+        data = DadaHeader({**shared, "NBIT": lay.nbit, "NPOL": lay.npol, "NDIM": lay.ndim,
+                           "RESOLUTION": data_keys["RESOLUTION"],
+                           "BYTES_PER_SECOND": repr(lay.data_heap_stride / heap_seconds)})
         wts = DadaHeader({
-            "PACKET_WEIGHTS_SIZE": lay.packet_weights_bytes,
-            "PACKET_SCALES_SIZE": lay.packet_scales_bytes, **shared,
-            "NBIT": 16, "NPOL": 1, "NDIM": 1, "RESOLUTION": lay.weights_resolution,
-            "BYTES_PER_SECOND": repr(lay.weights_resolution / heap_seconds),
-            "BLOCK_HEADER_BYTES": lay.packet_scales_bytes * lay.packets_per_heap,
-            "BLOCK_DATA_BYTES": lay.packet_weights_bytes * lay.packets_per_heap,
+            "PACKET_WEIGHTS_SIZE": weights_keys["PACKET_WEIGHTS_SIZE"],
+            "PACKET_SCALES_SIZE": weights_keys["PACKET_SCALES_SIZE"], **shared,
+            "NBIT": lay.weights_nbit, "NPOL": 1, "NDIM": 1,
+            "RESOLUTION": weights_keys["RESOLUTION"],
+            "BYTES_PER_SECOND": repr(lay.weights_heap_stride / heap_seconds),
+            "BLOCK_HEADER_BYTES": weights_keys["BLOCK_HEADER_BYTES"],
+            "BLOCK_DATA_BYTES": weights_keys["BLOCK_DATA_BYTES"],
         })
         return data, wts
 
@@ -222,8 +227,7 @@ Assembler = VisAssembler | BeamAssembler
 
 
 def make_assembler(config: IngestConfig, data_bufsz: int) -> Assembler:
-    from services.ingest.config import Profile
-
+    """The assembler of the config's PROFILE for ring blocks of ``data_bufsz`` bytes."""
     if config.profile == Profile.VIS:
         return VisAssembler(config, data_bufsz)
     return BeamAssembler(config, data_bufsz)

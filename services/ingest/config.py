@@ -39,7 +39,8 @@ class IngestConfig(RingPairConfig, DaemonConfig):
     """Everything svc-ingest reads; ``-o KEY=VALUE`` works for every key listed here."""
 
     profile: Profile = setting("PROFILE", Profile, default=Profile.VIS, help="vis or beam")
-    bind_host: str = setting("BIND_HOST", str, default="", help="unicast address to bind ('' = all)")
+    bind_host: str = setting("BIND_HOST", str, default="",
+                             help="unicast address to bind ('' = all)")
     port_start: int = setting("PORT_START", int, validator=_port, help="first UDP port")
     nstreams: int = setting("NSTREAMS", int, default=1, validator=positive,
                             help="UDP ports PORT_START.. (one SPEAD stream each)")

@@ -10,14 +10,58 @@ from dataclasses import dataclass
 from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
 
 
-class Reject(enum.Enum):
-    """Why a heap was rejected before it reached a ring block."""
+class Stat(enum.IntEnum):
+    """What the place callbacks count: the one declaration of every heap statistic they keep.
 
-    BAD_SHAPE = "bad_shape"  # heap length, channel count or baseline count not as configured
-    UNKNOWN_ITEM = "unknown_item"  # an item id outside the profile's ICD
-    BAD_TIMESTAMP = "bad_timestamp"  # misaligned, or too far from the newest heap
-    WRONG_CHANNEL = "wrong_channel"  # a channel block this port does not carry
-    BAD_FLAVOUR = "bad_flavour"  # not SPEAD-64-48
+    The value is the statistic's slot in the callbacks' parameter record
+    (``stat_index[Stat.X]`` holds the spead2 index). Each member is registered on every stream
+    as the spead2 custom statistic :attr:`stat_name` and folded into one counter,
+    :attr:`counter`: a ``REJECTED_<REASON>`` member into the :data:`Reject` reason
+    ``heaps_rejected_<reason>_total`` (the reasons are made from these members), any other
+    into the total ``<name>_total`` of :class:`IngestCounters`.
+    """
+
+    HEAPS_RECEIVED = 0  # a heap's first packet reached the callback (control heaps included)
+    METADATA_HEAPS = 1  # start, descriptor and metadata heaps
+    START_HEAPS = 2  # start-of-stream heaps
+    END_HEAPS = 3  # end-of-stream heaps
+    HEAPS_DUPLICATE = 4  # a second copy of a (time, channel block) heap
+    REJECTED_BAD_SHAPE = 5  # heap length, channel count or baseline count not as configured
+    REJECTED_UNKNOWN_ITEM = 6  # an item id outside the profile's ICD
+    REJECTED_BAD_TIMESTAMP = 7  # misaligned, or too far from the newest heap
+    REJECTED_WRONG_CHANNEL = 8  # a channel block this port does not carry
+    REJECTED_BAD_FLAVOUR = 9  # not SPEAD-64-48
+
+    @property
+    def stat_name(self) -> str:
+        """Name of the spead2 custom stream statistic."""
+        return self.name.lower()
+
+    @property
+    def reason(self) -> str | None:
+        """The reject reason (``bad_shape``, ...); None if the member is not a rejection."""
+        prefix = "REJECTED_"
+        return self.name[len(prefix):].lower() if self.name.startswith(prefix) else None
+
+    @property
+    def reject(self) -> enum.Enum:
+        """The :data:`Reject` reason of a ``REJECTED_*`` member (ValueError for any other)."""
+        if self.reason is None:
+            raise ValueError(f"{self.name} is not a rejection")
+        return Reject(self.reason)
+
+    @property
+    def counter(self) -> str:
+        """The counter this statistic is folded into."""
+        reason = self.reason
+        return f"heaps_rejected_{reason}_total" if reason else f"{self.stat_name}_total"
+
+
+#: Why a heap was rejected before it reached a ring block: one reason per ``Stat.REJECTED_*``
+#: (``Stat.REJECTED_BAD_SHAPE.reject`` is ``Reject("bad_shape")``). Made from Stat, so mypy
+#: cannot list its members: code reaches them through :attr:`Stat.reject`.
+Reject = enum.Enum(  # type: ignore[misc]
+    "Reject", [(s.reason.upper(), s.reason) for s in Stat if s.reason is not None])
 
 
 @dataclass
@@ -33,7 +77,9 @@ class IngestCounters(Counters):
     heaps_rejected: ReasonCounts = reasons(Reject, "heaps_rejected", "heaps rejected")
     metadata_heaps_total: int = total("start, descriptor and metadata heaps")
     start_heaps_total: int = total("start-of-stream heaps")
-    end_heaps_total: int = total("end-of-stream heaps")
+    end_heaps_total: int = total("end-of-stream heaps, the injected ones included")
+    end_heaps_injected_total: int = total(
+        "end-of-stream heaps svc-ingest sent itself to end a transfer after STREAM_TIMEOUT_S")
     stream_timeouts_total: int = total("transfers ended by STREAM_TIMEOUT_S without end heaps")
     datagrams_rejected_total: int = total("datagrams spead2 could not decode (process-wide)")
     packets_total: int = total("SPEAD packets decoded")

@@ -5,20 +5,22 @@ listed in :data:`VIS_ITEMS` / :data:`BEAM_ITEMS` and the heap's first packet. Th
 
 * checks the packet flavour and that every item id is known (``bad_flavour``, ``unknown_item``);
 * treats a heap without a time item as a metadata/start heap: it copies the values of the
-  metadata items (:attr:`PlaceParams.meta_ids`) into the user-data array, where the Python side
+  metadata items (:attr:`PlaceParams.meta_ids`) into the parameter record, where the Python side
   reads them, counts it, and discards it (``chunk_id = -1``);
 * validates a data heap (shape, channel range of this port, timestamp alignment and jump,
   duplicates) and maps it to ``chunk_id`` (a ring block), ``heap_index`` and ``heap_offset``.
 
-Every rejection increments a spead2 custom stream statistic; no Python runs per heap.
-Each stream (port) has its own :class:`PlaceParams` array, so the callback is single-threaded
-per array.
+Every outcome increments a spead2 custom stream statistic (:class:`~services.ingest.counters.Stat`);
+no Python runs per heap. Each stream (port) has its own :class:`PlaceParams` record (fields
+named in :data:`PARAMS_DTYPE`), so the callback is single-threaded per record.
 """
 
 from __future__ import annotations
 
 import ctypes
+import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numba
 import numpy as np
@@ -28,103 +30,140 @@ from numba import types
 from spead2.numba import intp_to_voidptr
 from spead2.recv.numba import chunk_place_data
 
-from services.formats import cbf_sdp
+from services.formats import cbf_sdp, pst
+from services.ingest.counters import Stat
 
-#: Immediate items passed to the visibility callback, in this order.
+
+class VisItem(enum.IntEnum):
+    """Position of each immediate item in the visibility callback's ``items`` array."""
+
+    HEAP_LENGTH = 0
+    STREAM_CTRL = 1
+    TIMESTAMP_COUNT = 2
+    TIMESTAMP_FRACTION = 3
+    CHANNEL_ID = 4
+    CHANNEL_COUNT = 5
+    BASELINE_COUNT = 6
+
+
+class BeamItem(enum.IntEnum):
+    """Position of each immediate item in the beam callback's ``items`` array."""
+
+    HEAP_LENGTH = 0
+    STREAM_CTRL = 1
+    SAMPLE_COUNT = 2
+    FIRST_CHANNEL = 3
+    SCALE = 4
+
+
+#: Immediate items passed to the visibility callback, in :class:`VisItem` order.
 VIS_ITEMS = (
-    spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, cbf_sdp.TIMESTAMP_COUNT, cbf_sdp.TIMESTAMP_FRACTION,
-    cbf_sdp.CHANNEL_ID, cbf_sdp.CHANNEL_COUNT, cbf_sdp.BASELINE_COUNT,
+    spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, cbf_sdp.TIMESTAMP_COUNT,
+    cbf_sdp.TIMESTAMP_FRACTION, cbf_sdp.CHANNEL_ID, cbf_sdp.CHANNEL_COUNT, cbf_sdp.BASELINE_COUNT,
 )
-#: Immediate items passed to the beam callback, in this order.
-BEAM_ITEMS = (spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, cbf_sdp.BEAM_SAMPLE_COUNT,
-              cbf_sdp.BEAM_FIRST_CHANNEL, cbf_sdp.BEAM_SCALE)
+#: Immediate items passed to the beam callback, in :class:`BeamItem` order.
+BEAM_ITEMS = (spead2.HEAP_LENGTH_ID, spead2.STREAM_CTRL_ID, pst.BEAM_SAMPLE_COUNT,
+              pst.BEAM_FIRST_CHANNEL, pst.BEAM_SCALE)
+N_VIS_ITEMS, N_BEAM_ITEMS = len(VisItem), len(BeamItem)
+assert len(VIS_ITEMS) == N_VIS_ITEMS and len(BEAM_ITEMS) == N_BEAM_ITEMS
 #: Bytes of chunk ``extra`` per beam heap: the packet scale (float32, little-endian).
 BEAM_EXTRA_BYTES = 4
 #: SPEAD's own items (padding, heap cnt/length, payload offset/length, descriptor, stream control).
 SPEAD_CONTROL_ITEMS = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06)
 
-#: Custom spead2 statistics the callback increments (registered on each StreamConfig).
-STATS = ("heaps_seen", "metadata_heaps", "start_heaps", "end_heaps", "rejected_bad_flavour",
-         "rejected_unknown_item", "rejected_bad_shape", "rejected_bad_timestamp",
-         "rejected_wrong_channel", "duplicate_heaps")
+MAX_KNOWN = 32  # item ids a stream may carry
+MAX_META = 8  # metadata items remembered
+DUP_WINDOW = 64  # time steps remembered for duplicate detection
 
-# user-data layout (int64 slots)
-U_LEN, U_PERIOD, U_PHASE, U_MAXSTEP, U_MAXJUMP, U_BLOCK_LO, U_BLOCK_HI = 0, 1, 2, 3, 4, 5, 6
-U_START_CHAN, U_CHANS_PER_HEAP, U_NBLOCKS, U_STEPS_PER_CHUNK, U_NBL = 7, 8, 9, 10, 11
-U_HEAP_BYTES, U_BSWAP = 12, 13
-U_STAT = 14  # len(STATS) slots: the spead2 stat index of each
-U_NSTATS = U_STAT + len(STATS)
-U_NKNOWN = U_NSTATS + 1
-MAX_KNOWN = 32
-U_KNOWN = U_NKNOWN + 1
-U_NMETA = U_KNOWN + MAX_KNOWN
-MAX_META = 8
-U_META_IDS = U_NMETA + 1
-U_META_KIND = U_META_IDS + MAX_META  # 0 unset, 1 immediate, 2 addressed (8 bytes little-endian)
-U_META_VALS = U_META_KIND + MAX_META
-U_META_SEQ = U_META_VALS + MAX_META
-U_DUP_W = U_META_SEQ + 1
-U_DUP = U_DUP_W + 1
-DUP_WINDOW = 64  # steps remembered for duplicate detection
-
-(S_SEEN, S_META, S_START, S_END, S_FLAVOUR, S_UNKNOWN, S_SHAPE, S_TIME, S_CHAN,
- S_DUP) = range(len(STATS))
+#: The place callbacks' parameters and state: one record per stream, read by field name.
+PARAMS_DTYPE = np.dtype([
+    ("period", np.int64),  # vis: ticks per dump; beam: samples per PST heap
+    ("phase", np.int64),  # vis: timestamp phase (ticks) learnt from the first data heap, or -1
+    ("max_step", np.int64),  # newest time step placed, or -1
+    ("max_jump", np.int64),  # time steps a heap may be away from max_step
+    ("block_lo", np.int64),  # channel blocks [block_lo, block_hi) are this stream's
+    ("block_hi", np.int64),
+    ("start_channel", np.int64),
+    ("chans_per_heap", np.int64),
+    ("nblocks", np.int64),  # channel blocks (heaps) per time step, all streams
+    ("steps_per_chunk", np.int64),
+    ("nbaseline", np.int64),
+    ("heap_bytes", np.int64),
+    ("bswap", np.int64),  # 1: 32-bit immediates are byte-swapped (IMMEDIATE_BYTE_ORDER little)
+    ("stat_index", np.int64, (len(Stat),)),  # spead2 statistic index of each Stat
+    ("nstats", np.int64),  # statistics of the stream (the batch_stats length)
+    ("nknown", np.int64),
+    ("known", np.int64, (MAX_KNOWN,)),  # item ids accepted
+    ("nmeta", np.int64),
+    ("meta_ids", np.int64, (MAX_META,)),  # metadata items whose values are kept
+    ("meta_kind", np.int64, (MAX_META,)),  # 0 unset, 1 immediate, 2 addressed (8 bytes, LE)
+    ("meta_vals", np.int64, (MAX_META,)),
+    ("meta_seq", np.int64),  # metadata heaps stored so far
+    ("dup_len", np.int64),  # the duplicate table: DUP_WINDOW steps x this stream's blocks
+    ("dup_addr", np.intp),
+], align=True)
+PARAMS_RECORD = numba.from_dtype(PARAMS_DTYPE)
 
 
 @dataclass
 class PlaceParams:
-    """The per-stream user-data array shared by a place callback and the Python side."""
+    """The per-stream parameter record shared by a place callback and the Python side."""
 
-    array: np.ndarray
+    record: np.ndarray  # shape (1,), PARAMS_DTYPE
+    dup: np.ndarray  # the duplicate table the record points to (kept alive here)
     meta_ids: tuple[int, ...] = field(default=())
 
     @classmethod
     def build(
         cls, *, period: int, max_jump: int, block_lo: int, block_hi: int, start_channel: int,
         chans_per_heap: int, nblocks: int, steps_per_chunk: int, nbaseline: int,
-        heap_bytes: int, byte_order: cbf_sdp.ByteOrder, stat_indices: list[int],
+        heap_bytes: int, byte_order: cbf_sdp.ByteOrder, stat_indices: dict[Stat, int],
         known_items: tuple[int, ...], meta_ids: tuple[int, ...],
     ) -> PlaceParams:
-        nslots = U_DUP + DUP_WINDOW * (block_hi - block_lo)
-        u = np.zeros(nslots, np.int64)
-        u[U_LEN], u[U_PERIOD], u[U_PHASE], u[U_MAXSTEP], u[U_MAXJUMP] = nslots, period, -1, -1, max_jump
-        u[U_BLOCK_LO], u[U_BLOCK_HI], u[U_START_CHAN] = block_lo, block_hi, start_channel
-        u[U_CHANS_PER_HEAP], u[U_NBLOCKS], u[U_STEPS_PER_CHUNK] = chans_per_heap, nblocks, steps_per_chunk
-        u[U_NBL], u[U_HEAP_BYTES] = nbaseline, heap_bytes
-        u[U_BSWAP] = 1 if byte_order == cbf_sdp.ByteOrder.LITTLE else 0
-        u[U_STAT:U_STAT + len(STATS)] = stat_indices
-        u[U_NSTATS] = max(stat_indices) + 1
         known = tuple(known_items) + SPEAD_CONTROL_ITEMS
-        u[U_NKNOWN] = len(known)
-        u[U_KNOWN:U_KNOWN + len(known)] = known
-        u[U_NMETA] = len(meta_ids)
-        u[U_META_IDS:U_META_IDS + len(meta_ids)] = meta_ids
-        u[U_DUP_W] = DUP_WINDOW
-        u[U_DUP:] = -1
-        return cls(u, tuple(meta_ids))
+        if len(known) > MAX_KNOWN or len(meta_ids) > MAX_META:
+            raise ValueError(f"at most {MAX_KNOWN} known items and {MAX_META} metadata items")
+        dup = np.full(DUP_WINDOW * (block_hi - block_lo), -1, np.int64)
+        rec = np.zeros(1, PARAMS_DTYPE)
+        r = rec[0]
+        r["period"], r["phase"], r["max_step"], r["max_jump"] = period, -1, -1, max_jump
+        r["block_lo"], r["block_hi"], r["start_channel"] = block_lo, block_hi, start_channel
+        r["chans_per_heap"], r["nblocks"] = chans_per_heap, nblocks
+        r["steps_per_chunk"], r["nbaseline"] = steps_per_chunk, nbaseline
+        r["heap_bytes"] = heap_bytes
+        r["bswap"] = 1 if byte_order == cbf_sdp.ByteOrder.LITTLE else 0
+        r["stat_index"] = [stat_indices[stat] for stat in Stat]
+        r["nstats"] = max(stat_indices.values()) + 1
+        r["nknown"] = len(known)
+        r["known"][:len(known)] = known
+        r["nmeta"] = len(meta_ids)
+        r["meta_ids"][:len(meta_ids)] = meta_ids
+        r["dup_len"], r["dup_addr"] = dup.size, dup.ctypes.data
+        return cls(rec, dup, tuple(meta_ids))
 
     @property
     def phase(self) -> int:
         """Timestamp phase (ticks) learnt from the first data heap, or -1."""
-        return int(self.array[U_PHASE])
+        return int(self.record[0]["phase"])
 
     @property
     def meta_seq(self) -> int:
-        return int(self.array[U_META_SEQ])
+        return int(self.record[0]["meta_seq"])
 
     def metadata(self) -> dict[int, tuple[int, int]]:
         """Item id -> (kind, raw value) of the metadata items seen so far (kind 1 immediate,
         2 addressed: the raw value holds the item's first 8 bytes, little-endian)."""
+        r = self.record[0]
         out = {}
         for i, item_id in enumerate(self.meta_ids):
-            kind = int(self.array[U_META_KIND + i])
+            kind = int(r["meta_kind"][i])
             if kind:
-                out[item_id] = (kind, int(self.array[U_META_VALS + i]))
+                out[item_id] = (kind, int(r["meta_vals"][i]))
         return out
 
-    def low_level_callable(self, cfunc) -> scipy.LowLevelCallable:
+    def low_level_callable(self, cfunc: Any) -> scipy.LowLevelCallable:
         return scipy.LowLevelCallable(
-            cfunc.ctypes, self.array.ctypes.data_as(ctypes.c_void_p),
+            cfunc.ctypes, self.record.ctypes.data_as(ctypes.c_void_p),
             "void (void *, size_t, void *)")
 
 
@@ -160,7 +199,12 @@ def _u32(raw, bswap):
 
 
 @numba.njit(cache=True)
-def _scan_packet(pkt, u, is_meta):
+def _count(p, stats, stat):
+    stats[p.stat_index[stat]] += 1
+
+
+@numba.njit(cache=True)
+def _scan_packet(pkt, p, is_meta):
     """0 ok, 1 wrong flavour, 2 unknown item. For a metadata heap, store metadata values."""
     n = pkt.shape[0]
     if n < 8 or pkt[0] != 0x53 or pkt[1] != 4 or pkt[2] != 2 or pkt[3] != 6:
@@ -179,145 +223,152 @@ def _scan_packet(pkt, u, is_meta):
         if item_id == 0x03:
             payload_offset = value
         known = False
-        for k in range(u[U_NKNOWN]):
-            if u[U_KNOWN + k] == item_id:
+        for k in range(p.nknown):
+            if p.known[k] == item_id:
                 known = True
         if not known:
             return 2
         if is_meta:
-            for k in range(u[U_NMETA]):
-                if u[U_META_IDS + k] == item_id:
+            for k in range(p.nmeta):
+                if p.meta_ids[k] == item_id:
                     if imm:
-                        u[U_META_KIND + k] = 1
-                        u[U_META_VALS + k] = value
+                        p.meta_kind[k] = 1
+                        p.meta_vals[k] = value
                         stored = True
                     elif payload_offset == 0 and payload_start + value + 8 <= n:
-                        u[U_META_KIND + k] = 2
-                        u[U_META_VALS + k] = _le64(pkt, payload_start + value)
+                        p.meta_kind[k] = 2
+                        p.meta_vals[k] = _le64(pkt, payload_start + value)
                         stored = True
     if stored:
-        u[U_META_SEQ] += 1
+        p.meta_seq += 1
     return 0
 
 
 @numba.njit(cache=True)
-def _prologue(d, u, stats, is_meta):
+def _prologue(d, p, stats, is_meta):
     """Common checks; returns True if the heap should be considered further."""
-    stats[u[U_STAT + S_SEEN]] += 1
+    _count(p, stats, Stat.HEAPS_RECEIVED)
     pkt = numba.carray(intp_to_voidptr(d.packet), d.packet_size, dtype=np.uint8)
-    code = _scan_packet(pkt, u, is_meta)
+    code = _scan_packet(pkt, p, is_meta)
     if code == 1:
-        stats[u[U_STAT + S_FLAVOUR]] += 1
+        _count(p, stats, Stat.REJECTED_BAD_FLAVOUR)
         return False
     if code == 2:
-        stats[u[U_STAT + S_UNKNOWN]] += 1
+        _count(p, stats, Stat.REJECTED_UNKNOWN_ITEM)
         return False
     return True
 
 
 @numba.njit(cache=True)
-def _place_step(d, u, stats, step, block):
+def _place_step(d, p, stats, step, block):
     """Window, duplicate and placement of a heap of time step ``step``, block ``block``;
     True if placed."""
-    maxstep = u[U_MAXSTEP]
-    if maxstep >= 0 and (step > maxstep + u[U_MAXJUMP] or step < maxstep - u[U_MAXJUMP]):
-        stats[u[U_STAT + S_TIME]] += 1
+    max_step = p.max_step
+    if max_step >= 0 and (step > max_step + p.max_jump or step < max_step - p.max_jump):
+        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP)
         return False
-    if step > maxstep:
-        u[U_MAXSTEP] = step
-    slot = U_DUP + (step % u[U_DUP_W]) * (u[U_BLOCK_HI] - u[U_BLOCK_LO]) + (block - u[U_BLOCK_LO])
-    if u[slot] == step:
-        stats[u[U_STAT + S_DUP]] += 1
+    if step > max_step:
+        p.max_step = step
+    dup = numba.carray(intp_to_voidptr(p.dup_addr), p.dup_len, dtype=np.int64)
+    slot = (step % DUP_WINDOW) * (p.block_hi - p.block_lo) + (block - p.block_lo)
+    if dup[slot] == step:
+        _count(p, stats, Stat.HEAPS_DUPLICATE)
         return False
-    u[slot] = step
-    spc = u[U_STEPS_PER_CHUNK]
-    heap_index = (step % spc) * u[U_NBLOCKS] + block
+    dup[slot] = step
+    spc = p.steps_per_chunk
+    heap_index = (step % spc) * p.nblocks + block
     d.chunk_id = step // spc
     d.heap_index = heap_index
-    d.heap_offset = heap_index * u[U_HEAP_BYTES]
+    d.heap_offset = heap_index * p.heap_bytes
     return True
 
 
 @numba.njit(cache=True)
-def _count_control(u, stats, ctrl):
+def _count_control(p, stats, ctrl):
+    _count(p, stats, Stat.METADATA_HEAPS)
     if ctrl == spead2.CTRL_STREAM_START:
-        stats[u[U_STAT + S_START]] += 1
+        _count(p, stats, Stat.START_HEAPS)
     elif ctrl == spead2.CTRL_STREAM_STOP:
-        stats[u[U_STAT + S_END]] += 1
+        _count(p, stats, Stat.END_HEAPS)
 
 
-_SIG = types.void(types.CPointer(chunk_place_data), types.size_t, types.CPointer(types.int64))
+@numba.njit(cache=True)
+def _block_of(p, stats, channel):
+    """The channel block of a heap's first channel, or -1 (counted) if not this stream's."""
+    rel = channel - p.start_channel
+    cph = p.chans_per_heap
+    block = rel // cph
+    if rel < 0 or rel % cph != 0 or block < p.block_lo or block >= p.block_hi:
+        _count(p, stats, Stat.REJECTED_WRONG_CHANNEL)
+        return -1
+    return block
 
 
-@numba.cfunc(_SIG, nopython=True, cache=True)
-def place_vis(data_ptr, data_size, user_ptr):  # pragma: no cover - runs in spead2's thread
-    u = numba.carray(user_ptr, 1)
-    u = numba.carray(user_ptr, u[0])
-    d = numba.carray(data_ptr, 1)
-    items = numba.carray(intp_to_voidptr(d[0].items), 7, dtype=np.int64)
-    stats = numba.carray(intp_to_voidptr(d[0].batch_stats), u[U_NSTATS], dtype=np.uint64)
-    bswap = u[U_BSWAP]
-    is_meta = items[2] < 0 or items[3] < 0
-    if not _prologue(d[0], u, stats, is_meta):
+_SIG = types.void(types.CPointer(chunk_place_data), types.size_t, types.CPointer(PARAMS_RECORD))
+
+
+@numba.cfunc(_SIG, cache=True)
+def place_vis(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in spead2's thread
+    p = numba.carray(params_ptr, 1)[0]
+    d = numba.carray(data_ptr, 1)[0]
+    items = numba.carray(intp_to_voidptr(d.items), N_VIS_ITEMS, dtype=np.int64)
+    stats = numba.carray(intp_to_voidptr(d.batch_stats), p.nstats, dtype=np.uint64)
+    bswap = p.bswap
+    is_meta = items[VisItem.TIMESTAMP_COUNT] < 0 or items[VisItem.TIMESTAMP_FRACTION] < 0
+    if not _prologue(d, p, stats, is_meta):
         return
     if is_meta:
-        stats[u[U_STAT + S_META]] += 1
-        _count_control(u, stats, items[1])
+        _count_control(p, stats, items[VisItem.STREAM_CTRL])
         return
-    if (_u32(items[5], bswap) != u[U_CHANS_PER_HEAP] or _u32(items[6], bswap) != u[U_NBL]
-            or items[0] != u[U_HEAP_BYTES]):
-        stats[u[U_STAT + S_SHAPE]] += 1
+    if (_u32(items[VisItem.CHANNEL_COUNT], bswap) != p.chans_per_heap
+            or _u32(items[VisItem.BASELINE_COUNT], bswap) != p.nbaseline
+            or items[VisItem.HEAP_LENGTH] != p.heap_bytes):
+        _count(p, stats, Stat.REJECTED_BAD_SHAPE)
         return
-    rel = _u32(items[4], bswap) - u[U_START_CHAN]
-    cph = u[U_CHANS_PER_HEAP]
-    block = rel // cph
-    if rel < 0 or rel % cph != 0 or block < u[U_BLOCK_LO] or block >= u[U_BLOCK_HI]:
-        stats[u[U_STAT + S_CHAN]] += 1
+    block = _block_of(p, stats, _u32(items[VisItem.CHANNEL_ID], bswap))
+    if block < 0:
         return
-    ticks = (_u32(items[2], bswap) << 32) | _u32(items[3], bswap)
-    period = u[U_PERIOD]
-    if u[U_PHASE] < 0:
-        u[U_PHASE] = ticks % period
-    rel_t = ticks - u[U_PHASE]
+    ticks = ((_u32(items[VisItem.TIMESTAMP_COUNT], bswap) << 32)
+             | _u32(items[VisItem.TIMESTAMP_FRACTION], bswap))
+    period = p.period
+    if p.phase < 0:
+        p.phase = ticks % period
+    rel_t = ticks - p.phase
     step = (rel_t + period // 2) // period
     resid = rel_t - step * period
     if rel_t < 0 or resid > period // 8 or resid < -(period // 8):
-        stats[u[U_STAT + S_TIME]] += 1
+        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP)
         return
-    _place_step(d[0], u, stats, step, block)
+    _place_step(d, p, stats, step, block)
 
 
-@numba.cfunc(_SIG, nopython=True, cache=True)
-def place_beam(data_ptr, data_size, user_ptr):  # pragma: no cover - runs in spead2's thread
-    u = numba.carray(user_ptr, 1)
-    u = numba.carray(user_ptr, u[0])
-    d = numba.carray(data_ptr, 1)
-    items = numba.carray(intp_to_voidptr(d[0].items), 5, dtype=np.int64)
-    stats = numba.carray(intp_to_voidptr(d[0].batch_stats), u[U_NSTATS], dtype=np.uint64)
-    is_meta = items[2] < 0
-    if not _prologue(d[0], u, stats, is_meta):
+@numba.cfunc(_SIG, cache=True)
+def place_beam(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in spead2's thread
+    p = numba.carray(params_ptr, 1)[0]
+    d = numba.carray(data_ptr, 1)[0]
+    items = numba.carray(intp_to_voidptr(d.items), N_BEAM_ITEMS, dtype=np.int64)
+    stats = numba.carray(intp_to_voidptr(d.batch_stats), p.nstats, dtype=np.uint64)
+    is_meta = items[BeamItem.SAMPLE_COUNT] < 0
+    if not _prologue(d, p, stats, is_meta):
         return
     if is_meta:
-        stats[u[U_STAT + S_META]] += 1
-        _count_control(u, stats, items[1])
+        _count_control(p, stats, items[BeamItem.STREAM_CTRL])
         return
-    if items[0] != u[U_HEAP_BYTES] or items[3] < 0 or items[4] < 0:
-        stats[u[U_STAT + S_SHAPE]] += 1
+    if (items[BeamItem.HEAP_LENGTH] != p.heap_bytes or items[BeamItem.FIRST_CHANNEL] < 0
+            or items[BeamItem.SCALE] < 0):
+        _count(p, stats, Stat.REJECTED_BAD_SHAPE)
         return
-    rel = _u32(items[3], u[U_BSWAP]) - u[U_START_CHAN]
-    cph = u[U_CHANS_PER_HEAP]
-    block = rel // cph
-    if rel < 0 or rel % cph != 0 or block < u[U_BLOCK_LO] or block >= u[U_BLOCK_HI]:
-        stats[u[U_STAT + S_CHAN]] += 1
+    block = _block_of(p, stats, _u32(items[BeamItem.FIRST_CHANNEL], p.bswap))
+    if block < 0:
         return
-    sample = items[2]
-    if sample % u[U_PERIOD] != 0:
-        stats[u[U_STAT + S_TIME]] += 1
+    sample = items[BeamItem.SAMPLE_COUNT]
+    if sample % p.period != 0:
+        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP)
         return
-    if _place_step(d[0], u, stats, sample // u[U_PERIOD], block):
-        scale = numba.carray(intp_to_voidptr(d[0].extra), 4, dtype=np.uint8)
-        raw = items[4]
-        for i in range(4):
+    if _place_step(d, p, stats, sample // p.period, block):
+        scale = numba.carray(intp_to_voidptr(d.extra), BEAM_EXTRA_BYTES, dtype=np.uint8)
+        raw = items[BeamItem.SCALE]
+        for i in range(BEAM_EXTRA_BYTES):
             scale[i] = (raw >> (24 - 8 * i)) & 0xFF
-        d[0].extra_offset = d[0].heap_index * 4
-        d[0].extra_size = 4
+        d.extra_offset = d.heap_index * BEAM_EXTRA_BYTES
+        d.extra_size = BEAM_EXTRA_BYTES

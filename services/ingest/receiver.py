@@ -36,13 +36,13 @@ import spead2
 import spead2.recv as recv
 import spead2.send
 
-from services.formats import cbf_sdp
+from services.formats import cbf_sdp, pst
 from services.ingest import placement
 from services.ingest.assemble import Assembler, last_present_step
 from services.ingest.counters import (
     DatagramRejectCounter,
     IngestCounters,
-    Reject,
+    Stat,
     install_datagram_counter,
     udp_rcvbuf_errors,
 )
@@ -53,7 +53,8 @@ logger = logging.getLogger(__name__)
 
 
 class Transport(Protocol):
-    """How the streams get their packets."""
+    """How the streams get their packets: :class:`UdpTransport` in the product; the tests
+    plug in spead2's in-process queues."""
 
     def add(self, index: int, member: recv.ChunkStreamGroupMember) -> None:
         """Add the reader(s) of stream ``index`` to its group member."""
@@ -62,29 +63,20 @@ class Transport(Protocol):
         """Deliver an end-of-stream heap to stream ``index`` (flushes its window)."""
 
 
-def _end_packets() -> list[bytes]:
+def end_packets() -> list[bytes]:
+    """The packets of an end-of-stream heap (what :meth:`Transport.inject_end` delivers)."""
     ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
     return [bytes(p) for p in spead2.send.PacketGenerator(ig.get_end(), 1, 1472)]
 
-_STAT_TO_COUNTER = {
-    "heaps_seen": "heaps_received_total",
-    "metadata_heaps": "metadata_heaps_total",
-    "start_heaps": "start_heaps_total",
-    "end_heaps": "end_heaps_total",
-    "duplicate_heaps": "heaps_duplicate_total",
+#: spead2's own stream statistics, and the counter each is folded into.
+_SPEAD2_COUNTERS = {
     "too_old_heaps": "heaps_too_old_total",
     "incomplete_heaps_evicted": "heaps_incomplete_total",
     "incomplete_heaps_flushed": "heaps_incomplete_total",
     "packets": "packets_total",
     "worker_blocked": "chunk_pool_blocked_total",
 }
-_STAT_TO_REASON = {
-    "rejected_bad_shape": Reject.BAD_SHAPE,
-    "rejected_unknown_item": Reject.UNKNOWN_ITEM,
-    "rejected_bad_timestamp": Reject.BAD_TIMESTAMP,
-    "rejected_wrong_channel": Reject.WRONG_CHANNEL,
-    "rejected_bad_flavour": Reject.BAD_FLAVOUR,
-}
+_STATS = {stat.stat_name: stat for stat in Stat}
 _U32_META = (cbf_sdp.HARDWARE_ID, cbf_sdp.NANT)
 POLL_S = 0.1
 
@@ -131,28 +123,15 @@ class UdpTransport:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
                                 socket.inet_aton(self.mcast_interface))
-            for packet in _end_packets():
+            for packet in end_packets():
                 sock.sendto(packet, (host, self.port_start + index))
-
-
-class InprocTransport:
-    """Stream i reads in-process queue i (tests)."""
-
-    def __init__(self, queues: list[spead2.InprocQueue]) -> None:
-        self.queues = queues
-
-    def add(self, index: int, member: recv.ChunkStreamGroupMember) -> None:
-        member.add_inproc_reader(self.queues[index])
-
-    def inject_end(self, index: int) -> None:
-        for packet in _end_packets():
-            self.queues[index].add_packet(packet)
 
 
 class _Group:
     """One ChunkStreamRingGroup with its members' place parameters and chunk buffers."""
 
-    def __init__(self, assembler: Assembler, settings: ReceiveSettings, transport: Transport) -> None:
+    def __init__(self, assembler: Assembler, settings: ReceiveSettings,
+                 transport: Transport) -> None:
         spec = assembler.spec
         nchunks = settings.max_chunks + 4
         self.data_ring = recv.ChunkRingbuffer(nchunks)
@@ -165,10 +144,10 @@ class _Group:
         per_stream = spec.nblocks // settings.nstreams
         for i in range(settings.nstreams):
             stream_config = recv.StreamConfig(max_heaps=8, stream_id=i)
-            stat_indices = [stream_config.add_stat(name) for name in placement.STATS]
+            stat_indices = {stat: stream_config.add_stat(stat.stat_name) for stat in Stat}
             params = placement.PlaceParams.build(
                 period=spec.period, max_jump=settings.max_time_jump, block_lo=i * per_stream,
-                block_hi=(i + 1) * per_stream, start_channel=assembler.layout.start_channel,
+                block_hi=(i + 1) * per_stream, start_channel=spec.start_channel,
                 chans_per_heap=spec.chans_per_heap, nblocks=spec.nblocks,
                 steps_per_chunk=spec.steps_per_chunk, nbaseline=spec.nbaseline,
                 heap_bytes=spec.heap_bytes, byte_order=settings.byte_order,
@@ -239,10 +218,13 @@ class ChunkReceiver:
                 delta = value - self._last_stats.get(name, 0)
                 if not delta:
                     continue
-                if name in _STAT_TO_COUNTER:
-                    c.add(_STAT_TO_COUNTER[name], delta)
-                elif name in _STAT_TO_REASON:
-                    c.heaps_rejected.add(_STAT_TO_REASON[name], delta)
+                stat = _STATS.get(name)
+                if stat is not None and stat.reason is not None:
+                    c.heaps_rejected.add(stat.reject, delta)
+                elif stat is not None:
+                    c.add(stat.counter, delta)
+                elif name in _SPEAD2_COUNTERS:
+                    c.add(_SPEAD2_COUNTERS[name], delta)
             self._last_stats = stats
             rejected = DatagramRejectCounter.count
             c.add("datagrams_rejected_total", rejected - self._last_rejected_datagrams)
@@ -315,7 +297,7 @@ class ChunkReceiver:
                         reason, injected = "timeout", True
                         for i in range(self.settings.nstreams):  # flushes the windows
                             self.transport.inject_end(i)
-                            self.counters.add("end_heaps_total", -1)
+                            self.counters.add("end_heaps_injected_total")
                         last_activity = now
                     else:
                         group.stop()
@@ -350,7 +332,7 @@ class ChunkReceiver:
             return
         max_gap = self.settings.max_time_jump // asm.spec.steps_per_chunk + 1
         if chunk_id - state.next_chunk > max_gap:
-            c.heaps_rejected.add(Reject.BAD_TIMESTAMP, int(present.sum()))
+            c.heaps_rejected.add(Stat.REJECTED_BAD_TIMESTAMP.reject, int(present.sum()))
             return
         self._commit_held(state, trim=False)
         while state.next_chunk < chunk_id:
@@ -400,7 +382,7 @@ class ChunkReceiver:
 
     def _begin(self, group: _Group, sink: BlockSink, state: _TransferState, chunk_id: int) -> None:
         meta = group.metadata(self.settings.byte_order)
-        raw_scan = meta.get(cbf_sdp.SCAN_ID, meta.get(cbf_sdp.BEAM_SCAN_ID))
+        raw_scan = meta.get(cbf_sdp.SCAN_ID, meta.get(pst.BEAM_SCAN_ID))
         scan_id = self.settings.default_scan_id if raw_scan is None else raw_scan % (1 << 64)
         data_header, weights_header = self.assembler.headers(chunk_id, group.phase(), meta, scan_id)
         sink.begin(data_header, weights_header)

@@ -31,12 +31,11 @@ class IngestService(Service):
         self.counters: IngestCounters
         self.ingest_config = config
         self.writer: RingPairWriter | None = None
-        self._stop = threading.Event()
         self._last_complete = 0
 
     def configure_beam(self, config: IngestConfig) -> None:
         self.ingest_config = config
-        self.writer = RingPairWriter(config.data_key, config.weights_key, stop=self._stop)
+        self.writer = RingPairWriter(config.data_key, config.weights_key)
         sink = RingPairSink(self.writer)
         asm = make_assembler(config, sink.data_bufsz)
         check_block_sizes(sink, asm.data_bytes, asm.weights_bytes,
@@ -47,10 +46,11 @@ class IngestService(Service):
             self.writer.close()
             self.writer = None
 
-    def _receiver(self, scan_id: int) -> tuple[ChunkReceiver, RingPairSink]:
+    def _receiver(self, scan_id: int,
+                  stop: threading.Event) -> tuple[ChunkReceiver, RingPairSink]:
         cfg = self.ingest_config
         assert self.writer is not None, "configure_beam first"
-        sink = RingPairSink(self.writer)
+        sink = RingPairSink(self.writer, stop, on_wait=self._tick)
         settings = ReceiveSettings(cfg.nstreams, cfg.max_chunks, cfg.max_time_jump,
                                    cfg.immediate_byte_order, cfg.stream_timeout_s, scan_id)
         transport = UdpTransport(cfg.bind_host, cfg.port_start, cfg.max_packet_size,
@@ -66,7 +66,7 @@ class IngestService(Service):
             self.health.data_seen()
 
     def start_scan(self, config, stop: threading.Event) -> None:
-        receiver, sink = self._receiver(config.scan_id)
+        receiver, sink = self._receiver(config.scan_id, stop)
         self.health.expect_data(True)
         try:
             while not stop.is_set():
@@ -75,7 +75,7 @@ class IngestService(Service):
             self.health.expect_data(False)
 
     def follow_transfer(self, stop: threading.Event) -> None:
-        receiver, sink = self._receiver(self.ingest_config.scan_id)
+        receiver, sink = self._receiver(self.ingest_config.scan_id, stop)
         receiver.run_transfer(sink, stop, self._tick)
 
     def status_line(self) -> str:

@@ -1,4 +1,5 @@
-"""Where assembled blocks go: a ring pair, or numpy arrays (in-process tests).
+"""Where assembled blocks go: :class:`RingPairSink` writes a ring pair; anything with the
+:class:`BlockSink` shape will do (the tests keep blocks in memory).
 
 A sink receives one transfer at a time: ``begin(data_header, weights_header)``, then
 ``open_segment()`` (an :class:`OpenSegment`: writable uint8 ``data`` and ``weights`` views of
@@ -13,15 +14,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
-from ringbuf import RingPairWriter
-from ringbuf.errors import RingBufError, RingLayoutMismatch
-from ringbuf.header import DadaHeader
-from ringbuf.pair import PairWriteTransfer
+from ringbuf import DadaHeader, RingPairWriter, Timeout
+from ringbuf.errors import RingLayoutMismatch
+from ringbuf.pair import PairWriteTransfer, WriteSegment
+from ringbuf.writer import WriteBlock, WriteTransfer
 
 
 class OpenSegment(Protocol):
@@ -47,12 +48,25 @@ class BlockSink(Protocol):
     def end(self) -> None: ...
 
 
-class RingPairSink:
-    """Writes transfers into an attached :class:`ringbuf.RingPairWriter`."""
+#: Longest single wait for a free ring block before the sink reports progress and waits again.
+WAIT_SLICE_S = 0.5
 
-    def __init__(self, writer: RingPairWriter, stop: threading.Event | None = None) -> None:
+
+class RingPairSink:
+    """Writes transfers into an attached :class:`ringbuf.RingPairWriter`.
+
+    Every ring wait of the writer (a free block, a free header slot) is abandoned with
+    :class:`ringbuf.Interrupted` as soon as ``stop`` is set, so a reader that stops reading
+    never turns a stop into a hang. While waiting for a free block, ``on_wait`` is called
+    every :data:`WAIT_SLICE_S` (the service reports progress from it).
+    """
+
+    def __init__(self, writer: RingPairWriter, stop: threading.Event | None = None,
+                 on_wait: Callable[[], None] | None = None) -> None:
         self.writer = writer
-        self.stop = stop
+        for ring in (writer.data, writer.weights):
+            ring.stop = stop
+        self.on_wait = on_wait
         self.data_bufsz = writer.data.layout.bufsz
         self.weights_bufsz = writer.weights.layout.bufsz
         self.blocked_s = 0.0
@@ -62,88 +76,32 @@ class RingPairSink:
         self._transfer = self.writer.open_transfer(data_header, weights_header)
 
     def open_segment(self) -> OpenSegment:
-        assert self._transfer is not None, "open_segment() outside a transfer"
+        """The next block of both rings; each ring is waited for in slices, so a slice that
+        ends between the two blocks never splits the pair."""
+        transfer = self._transfer
+        assert transfer is not None, "open_segment() outside a transfer"
         started = time.monotonic()
-        seg = self._transfer.open_segment(None)
+        data = self._open_block(transfer.data)
+        try:
+            weights = self._open_block(transfer.weights)
+        except BaseException:
+            data.commit(0)
+            raise
         self.blocked_s = time.monotonic() - started
-        return seg
+        return WriteSegment(data, weights)
+
+    def _open_block(self, transfer: WriteTransfer) -> WriteBlock:
+        while True:
+            try:
+                return transfer.open_block(WAIT_SLICE_S)
+            except Timeout:
+                if self.on_wait is not None:
+                    self.on_wait()
 
     def end(self) -> None:
         if self._transfer is not None:
             transfer, self._transfer = self._transfer, None
             transfer.end()
-
-
-@dataclass
-class MemoryTransfer:
-    data_header: DadaHeader
-    weights_header: DadaHeader
-    data: list[np.ndarray] = field(default_factory=list)
-    weights: list[np.ndarray] = field(default_factory=list)
-    ended: bool = False
-
-
-class MemorySegment:
-    """One open block of a :class:`MemorySink`; committed blocks keep only their valid bytes."""
-
-    def __init__(self, sink: MemorySink, transfer: MemoryTransfer) -> None:
-        self.sink, self.transfer = sink, transfer
-        # stale contents on purpose: the assembler must overwrite every byte
-        self.data = np.full(sink.data_bufsz, 0xA5, np.uint8)
-        self.weights = np.full(sink.weights_bufsz, 0xA5, np.uint8)
-        self.committed = False
-
-    def commit(self, data_nbytes: int | None = None, weights_nbytes: int | None = None) -> None:
-        if self.committed:
-            return
-        if self.sink.open[0] is not self:
-            raise RingBufError("memory sink: segments must be committed in opening order")
-        if self.transfer.ended:
-            raise RingBufError("memory sink: segment committed after the end of its transfer")
-        self.sink.open.pop(0)
-        self.committed = True
-        nd = self.sink.data_bufsz if data_nbytes is None else data_nbytes
-        nw = self.sink.weights_bufsz if weights_nbytes is None else weights_nbytes
-        if nd or nw:
-            self.transfer.data.append(self.data[:nd].copy())
-            self.transfer.weights.append(self.weights[:nw].copy())
-        if nd < self.sink.data_bufsz or nw < self.sink.weights_bufsz:
-            self.transfer.ended = True  # a short block ends the transfer
-
-    def __enter__(self) -> MemorySegment:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is not None:
-            self.commit(0, 0)
-        else:
-            self.commit()
-
-
-class MemorySink:
-    """Keeps every committed block in memory (in-process tests of the receive path)."""
-
-    def __init__(self, data_bufsz: int, weights_bufsz: int) -> None:
-        self.data_bufsz = data_bufsz
-        self.weights_bufsz = weights_bufsz
-        self.blocked_s = 0.0
-        self.transfers: list[MemoryTransfer] = []
-        self.open: list[MemorySegment] = []
-
-    def begin(self, data_header: DadaHeader, weights_header: DadaHeader) -> None:
-        self.transfers.append(MemoryTransfer(data_header, weights_header))
-
-    def open_segment(self) -> MemorySegment:
-        if self.transfers[-1].ended:
-            raise RingBufError("memory sink: the transfer has ended (short block)")
-        seg = MemorySegment(self, self.transfers[-1])
-        self.open.append(seg)
-        return seg
-
-    def end(self) -> None:
-        if self.open:
-            raise RingBufError("memory sink: cannot end a transfer with uncommitted segments")
-        self.transfers[-1].ended = True
 
 
 def check_block_sizes(sink: BlockSink, data_bytes: int, weights_bytes: int, what: str) -> None:

@@ -20,16 +20,10 @@ import numpy as np
 import spead2.send
 
 from ringbuf.errors import HeaderError
-from services.common.config import (
-    Config,
-    ConfigSource,
-    build_config,
-    non_negative,
-    positive,
-    setting,
-)
-from services.formats import cbf_sdp
+from services.common.config import Config, non_negative, positive, setting
+from services.formats import cbf_sdp, pst
 from services.senders import sendlib
+from services.senders.command import SenderArgs, SenderKeys, sender_options
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +60,11 @@ class BeamSendConfig(Config):
                                 help="seconds of data (sample time) to send")
     rate: float = setting("beam.rate", float, default=0.0, validator=non_negative,
                           help="bytes/s (0: real time, the data rate of the beam)")
+    ttl: int = setting("beam.ttl", int, default=1, validator=positive,
+                       help="with a multicast DATA_HOST: multicast TTL")
+    interface_address: str = setting(
+        "beam.interface_address", str, default="",
+        help="with a multicast DATA_HOST: address of the interface to send from")
     max_packet_size: int = setting("beam.max_packet_size", int, default=8972,
                                    validator=positive, help="UDP payload bytes")
     pool_heaps: int = setting("beam.pool_heaps", int, default=16, validator=positive,
@@ -85,9 +84,9 @@ class BeamSendConfig(Config):
             yield f"UDP_NSAMP {self.udp_nsamp} is not a multiple of WT_NSAMP {self.wt_nsamp}"
 
     @property
-    def layout(self) -> cbf_sdp.BeamLayout:
-        return cbf_sdp.BeamLayout(self.nchan, self.start_channel, self.udp_nchan, self.udp_nsamp,
-                              self.wt_nsamp, self.nbit, self.nstreams, 1)
+    def layout(self) -> pst.PstLayout:
+        return pst.PstLayout.from_shape(self.nchan, self.udp_nchan, self.udp_nsamp,
+                                        self.wt_nsamp, self.nbit)
 
 
 @dataclass
@@ -125,7 +124,7 @@ def generate(cfg: BeamSendConfig) -> BeamPool:
     if cfg.nan_every:
         flat = scale.reshape(-1)
         flat[cfg.nan_every - 1::cfg.nan_every] = np.nan
-    weights = np.full((k, pph, lay.packet_weights_bytes // 2), 65535, np.uint16)
+    weights = np.full((k, pph, lay.udp_nchan * (lay.udp_nsamp // lay.wt_nsamp)), 65535, np.uint16)
     return BeamPool(scale, weights, data)
 
 
@@ -154,21 +153,22 @@ class BeamSender:
         self.pph = lay.packets_per_heap
         per_stream = self.pph // cfg.nstreams
         heap_s = lay.udp_nsamp * cfg.tsamp * 1e-6
-        rate = cfg.rate or lay.packet_bytes * self.pph / heap_s
+        rate = cfg.rate or lay.spead_payload_bytes * self.pph / heap_s
         ports = [cfg.port + i for i in range(cfg.nstreams)]
         self.stream = sendlib.make_stream(cfg.host, ports, cfg.max_packet_size, rate,
-                                          max_heaps=pool.data.shape[0] * self.pph + 8)
+                                          max_heaps=pool.data.shape[0] * self.pph + 8,
+                                          interface_address=cfg.interface_address, ttl=cfg.ttl)
         ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
         self.ig = ig
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_FIRST_CHANNEL, "beam_first_channel")
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_START_SECONDS, "beam_start_seconds")
-        sendlib.immediate_item(ig, cbf_sdp.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
-        ig.add_item(cbf_sdp.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
-        ig.add_item(cbf_sdp.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
-        ig.add_item(cbf_sdp.BEAM_WEIGHTS, "beam_weights", "relative weights",
+        sendlib.immediate_item(ig, pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
+        sendlib.immediate_item(ig, pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
+        sendlib.immediate_item(ig, pst.BEAM_START_SECONDS, "beam_start_seconds")
+        sendlib.immediate_item(ig, pst.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
+        ig.add_item(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
+        ig.add_item(pst.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
+        ig.add_item(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",
                     shape=pool.weights.shape[2:], dtype="<u2")
-        ig.add_item(cbf_sdp.BEAM_DATA, "beam_data", "samples [pol][chan][samp][dim]",
+        ig.add_item(pst.BEAM_DATA, "beam_data", "samples [pol][chan][samp][dim]",
                     shape=pool.data.shape[2:], dtype=lay.sample_dtype)
         k = pool.data.shape[0]
         self.imm = np.zeros((k, self.pph, 2), ">u8")
@@ -220,10 +220,6 @@ class BeamSender:
         return self.batches.heaps_sent, self.batches.bytes_sent
 
 
-def load_config(config_files: tuple[str, ...], overrides: tuple[str, ...]) -> BeamSendConfig:
-    return build_config(BeamSendConfig, ConfigSource.load(config_files, overrides))
-
-
 def run(cfg: BeamSendConfig) -> tuple[int, int, float]:
     sender = BeamSender(cfg, generate(cfg))
     started = time.monotonic()
@@ -231,28 +227,26 @@ def run(cfg: BeamSendConfig) -> tuple[int, int, float]:
     return heaps, nbytes, time.monotonic() - started
 
 
-_KEYS_HELP = BeamSendConfig.keys_help()
+KEYS = SenderKeys(host="DATA_HOST", port="DATA_PORT", rate="beam.rate", ttl="beam.ttl",
+                  interface="beam.interface_address")
 
 
 @click.command(help=f"""Generate a voltage beam and send it as SPEAD heaps, one per SKA PST packet.
 
+With NSTREAMS n, port --port + i carries the i-th of n equal channel ranges of every PST heap.
+
 \b
 Config keys (from -c files such as a PST header, RINGPIPE_<KEY> environment variables,
 or -o KEY=VALUE):
-{_KEYS_HELP}
+{BeamSendConfig.keys_help()}
 
 \b
-Example:
+Examples:
   beam-send -c configs/beam-ingest.hdr -o beam.duration_s=2 \\
       -o beam.tone_channels=100 -o beam.nan_every=50
+  beam-send -c configs/beam-ingest.hdr --port 9600 --rate 5e8    # faster than real time
 """)
-@click.option("-c", "--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
-              help="KEY value config file (repeatable; later files win)")
-@click.option("-o", "--option", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="override a config key (repeatable)")
-def main(config_files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    try:
-        heaps, nbytes, seconds = run(load_config(config_files, overrides))
-    except HeaderError as exc:
-        raise click.ClickException(str(exc)) from None
+@sender_options(KEYS)
+def main(args: SenderArgs) -> None:
+    heaps, nbytes, seconds = run(args.load(BeamSendConfig))
     click.echo(f"sent {heaps} packets, {nbytes} bytes in {seconds:.2f} s")

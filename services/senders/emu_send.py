@@ -19,16 +19,10 @@ import numpy as np
 import spead2.send
 
 from ringbuf.errors import HeaderError
-from services.common.config import (
-    Config,
-    ConfigSource,
-    build_config,
-    non_negative,
-    positive,
-    setting,
-)
+from services.common.config import Config, non_negative, positive, setting
 from services.formats import cbf_sdp
 from services.senders import sendlib
+from services.senders.command import SenderArgs, SenderKeys, sender_options
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +67,8 @@ class EmuSendConfig(Config):
         "transmission.immediate_byte_order", cbf_sdp.ByteOrder, default=cbf_sdp.ByteOrder.BIG,
         help="big (SPEAD) or little (as spead2 sends '<u4' items)")
     skip_heaps: str = setting("transmission.skip_heaps", str, default="",
-                              help="test aid: 'dump:stream,...' heaps not sent (dump counts repeats)")
+                              help="test aid: 'dump:stream,...' heaps not sent "
+                                   "(dump counts repeats)")
 
 
 @dataclass
@@ -94,7 +89,7 @@ def baseline_index(a1: np.ndarray, a2: np.ndarray, nant: int) -> np.ndarray:
 
 
 def read_ms(path: str, start_chan: int, num_chan: int, num_timestamps: int) -> MsDumps:
-    """Read DATA/FLAG of the first DATA_DESC_ID of an MS into ICD order (HeaderError if unusable)."""
+    """DATA/FLAG of the first DATA_DESC_ID of an MS in ICD order (HeaderError if unusable)."""
     from casacore import tables
 
     if not Path(path, "table.dat").exists():
@@ -207,7 +202,8 @@ class VisSender:
             imm[2:] = [self._u32(self.start_chan + i * self.cps), self._u32(self.cps),
                        self._u32(self.nbl), self._u32(self.cfg.hardware_id)]
             heap = sendlib.build_heap(self.ig, {
-                "visibility_timestamp_count": imm[0, ...], "visibility_timestamp_fraction": imm[1, ...],
+                "visibility_timestamp_count": imm[0, ...],
+                "visibility_timestamp_fraction": imm[1, ...],
                 "visibility_channel_id": imm[2, ...], "visibility_channel_count": imm[3, ...],
                 "visibility_baseline_count": imm[4, ...], "visibility_hardware_id": imm[5, ...],
                 "correlator_output_data": self.payload[j, i]})
@@ -217,7 +213,8 @@ class VisSender:
     async def send(self) -> tuple[int, int]:
         """Send everything; returns (heaps sent, bytes sent)."""
         cfg, d = self.cfg, self.dumps
-        meta = {"scan_id": np.uint64(cfg.scan_id), "visibility_hardware_id": self._u32(cfg.hardware_id),
+        meta = {"scan_id": np.uint64(cfg.scan_id),
+                "visibility_hardware_id": self._u32(cfg.hardware_id),
                 "freq0_hz": d.freq0_hz, "chan_width_hz": d.chan_width_hz, "int_time": d.int_time,
                 "num_antennas": self._u32(d.nant)}
         for heap in sendlib.control_heaps(self.ig, meta):
@@ -261,10 +258,6 @@ class VisSender:
                 await asyncio.sleep(delay)
 
 
-def load_config(config_files: tuple[str, ...], overrides: tuple[str, ...]) -> EmuSendConfig:
-    return build_config(EmuSendConfig, ConfigSource.load(config_files, overrides))
-
-
 def run(ms_path: str, cfg: EmuSendConfig) -> tuple[int, int, float]:
     """Read the MS and send it; returns (heaps, bytes, seconds)."""
     dumps = read_ms(ms_path, cfg.start_chan, cfg.num_chan, cfg.num_timestamps)
@@ -274,30 +267,29 @@ def run(ms_path: str, cfg: EmuSendConfig) -> tuple[int, int, float]:
     return heaps, nbytes, time.monotonic() - started
 
 
-_KEYS_HELP = EmuSendConfig.keys_help()
+KEYS = SenderKeys(host="transmission.target_host", port="transmission.target_port_start",
+                  rate="transmission.rate", ttl="transmission.ttl",
+                  interface="transmission.interface_address")
 
 
 @click.command(help=f"""Send the MeasurementSet MS as a CBF-SDP ICD visibility stream (SPEAD-64-48).
 
-\b
-Config keys (from -c files, RINGPIPE_<KEY> environment variables, or -o KEY=VALUE):
-{_KEYS_HELP}
+Stream i goes to UDP port --port + i and carries channels
+reader.start_chan + i*transmission.channels_per_stream .. of every dump.
 
 \b
-Example:
-  emu-send sim.ms -o transmission.target_port_start=41000 \\
-      -o transmission.channels_per_stream=4 -o transmission.rate=2e8
+Config keys (from -c files, RINGPIPE_<KEY> environment variables, or -o KEY=VALUE):
+{EmuSendConfig.keys_help()}
+
+\b
+Examples:
+  emu-send sim.ms --port 41000 --rate 2e8 -o transmission.channels_per_stream=4
+  emu-send sim.ms --host 239.10.0.1 --interface 10.0.0.5 --ttl 2 \\
+      -o transmission.time_interval=0      # multicast, paced like the MS
 """)
 @click.argument("ms", type=click.Path(exists=True, file_okay=False))
-@click.option("-c", "--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
-              help="KEY value config file (repeatable; later files win)")
-@click.option("-o", "--option", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="override a config key (repeatable)")
-def main(ms: str, config_files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    try:
-        cfg = load_config(config_files, overrides)
-        heaps, nbytes, seconds = run(ms, cfg)
-    except HeaderError as exc:
-        raise click.ClickException(str(exc)) from None
+@sender_options(KEYS)
+def main(args: SenderArgs, ms: str) -> None:
+    heaps, nbytes, seconds = run(ms, args.load(EmuSendConfig))
     rate = nbytes * 8 / seconds / 1e9 if seconds > 0 else 0.0
     click.echo(f"sent {heaps} heaps, {nbytes} bytes in {seconds:.2f} s ({rate:.2f} Gb/s)")

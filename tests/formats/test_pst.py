@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ringbuf.errors import HeaderError
-from services.stat.generate import pst_headers
 from services.formats.pst import PstLayout
+from services.stat.generate import pst_headers
 
 
 def test_low_and_mid_strides_match_the_reference() -> None:
@@ -48,3 +48,22 @@ def test_missing_key_and_indivisible_channels() -> None:
     data, weights = pst_headers("low", NCHAN=50)
     with pytest.raises(HeaderError, match="NCHAN 50 is not a multiple of UDP_NCHAN 24"):
         PstLayout.from_headers(data, weights)
+
+
+def test_from_shape_is_the_layout_of_the_headers() -> None:
+    data, weights = pst_headers("low")
+    from_headers = PstLayout.from_headers(data, weights)
+    shape = PstLayout.from_shape(data.get_int("NCHAN"), data.get_int("UDP_NCHAN"),
+                                 data.get_int("UDP_NSAMP"), data.get_int("WT_NSAMP"),
+                                 data.get_int("NBIT"))
+    assert shape == from_headers
+    # one packet on the wire: 48 weights of 16 bits, then 24 channels x 32 samples x 2 pol x IQ
+    assert shape.spead_payload_bytes == 24 * 2 + 32 * 24 * 2 * 2 * 2 == 6192
+    assert shape.weights_packet_stride == 4 + 48
+
+
+def test_beam_spead_items_live_with_the_layout() -> None:
+    from services.formats import cbf_sdp, pst
+
+    assert pst.BEAM_KNOWN_ITEMS == (0x7000, 0x7001, 0x7002, 0x7003, 0x7004, 0x7010, 0x7011, 0x7012)
+    assert not hasattr(cbf_sdp, "BeamLayout") and not hasattr(cbf_sdp, "BEAM_SCALE")

@@ -10,8 +10,8 @@ import spead2.send
 
 from services.formats import cbf_sdp
 from services.ingest.assemble import make_assembler
-from services.ingest.receiver import ChunkReceiver, InprocTransport
-from services.ingest.sink import MemorySink
+from services.ingest.receiver import ChunkReceiver
+from tests.ingest.fakes import InprocTransport, MemorySink
 from tests.ingest.helpers import ingest_config, settings_of
 
 NANT, NCHAN, CPS = 2, 4, 2
@@ -27,7 +27,8 @@ def make_ig(flavour=cbf_sdp.FLAVOUR, shape=(CPS, NBL), extra_item=False):
         ig.add_item(item_id, name, name, shape=(), format=[("u", flavour.heap_address_bits)])
     if extra_item:
         ig.add_item(0x6500, "mystery", "unknown", shape=(), format=[("u", 48)])
-    ig.add_item(cbf_sdp.CORRELATOR_OUTPUT_DATA, "data", "data", shape=shape, dtype=cbf_sdp.VIS_DTYPE)
+    ig.add_item(cbf_sdp.CORRELATOR_OUTPUT_DATA, "data", "data", shape=shape,
+                dtype=cbf_sdp.VIS_DTYPE)
     return ig
 
 
@@ -122,8 +123,17 @@ def test_stream_without_end_heap_times_out(key_factory):
     ig = make_ig()
     for d in range(3):
         stream.send_heap(heap(ig, d, 0))
-    result = receiver.run_transfer(sink, threading.Event())
+    seen: list[dict[str, float]] = []
+    result = receiver.run_transfer(sink, threading.Event(),
+                                   lambda: seen.append(receiver.counters.snapshot()))
     assert result is not None and result.reason == "timeout" and result.blocks == 3
-    assert receiver.counters.stream_timeouts_total == 1
+    c = receiver.counters
+    assert c.stream_timeouts_total == 1
+    assert c.end_heaps_injected_total == 1  # the one ingest sent itself...
+    assert c.end_heaps_total == 1  # ...is an end heap the stream saw, counted once
+    seen.append(c.snapshot())
+    for before, after in zip(seen, seen[1:], strict=False):  # a total never goes down
+        grown = [after[k] >= v for k, v in before.items() if k.endswith("_total")]
+        assert all(grown), (before, after)
     assert sink.transfers[0].ended
     queue.stop()

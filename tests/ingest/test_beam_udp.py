@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common.config import ConfigSource, build_config
+from services.formats.pst import PstLayout
 from services.senders.beam_send import BeamSendConfig, generate
 from tests.ingest.helpers import free_ports, ingest_config, ingest_on_rings
 
@@ -64,5 +65,7 @@ def test_beam_byte_for_byte_with_dropped_and_nan_packets(key_factory):
     assert w.get_int("PACKET_WEIGHTS_SIZE") == 48 and w.get_int("PACKET_SCALES_SIZE") == 4
     assert h.get_int("SCAN_ID") == 4242 and h["TELESCOPE"] == "SKALow"
     assert h.get_float("BYTES_PER_SECOND") == 2 * packet_data / (32 * 207.36e-6)
+    # the headers ingest writes describe the one PST layout svc-stat reads them with
+    assert PstLayout.from_headers(h, w) == PstLayout.from_shape(48, 24, 32, 32, 16)
     c = out.receiver.counters
     assert c.heaps_lost_total == 2 and c.heaps_complete_total == NHEAPS * 2 - 2

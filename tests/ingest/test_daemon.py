@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
 
 from ringbuf import RingLayout, RingPairReader, create_ring_pair, destroy_ring_pair
+from services.demo.processes import Process, options, tool
 from services.senders.emu_send import read_ms
 from tests.ingest.helpers import free_ports
 from tests.ingest.test_vis_udp import CPS, NANT, NBL, NCHAN, NTIME, emu_send, ms  # noqa: F401
-
-BIN = Path(sys.executable).parent
 
 
 def test_daemon_round_trip_and_final_summary(ms, key_factory, tmp_path):  # noqa: F811
@@ -26,13 +19,12 @@ def test_daemon_round_trip_and_final_summary(ms, key_factory, tmp_path):  # noqa
     opts = {"DATA_KEY": dk, "WEIGHTS_KEY": wk, "PORT_START": port, "NSTREAMS": NCHAN // CPS,
             "NANT": NANT, "NCHAN": NCHAN, "CHANNELS_PER_STREAM": CPS, "INT_TIME": 1.0,
             "BIND_HOST": "127.0.0.1", "LOG_INTERVAL_S": 1}
-    args = [BIN / "svc-ingest", "--autonomous", "--socket", str(tmp_path / "ingest.sock")]
-    for k, v in opts.items():
-        args += ["-o", f"{k}={v}"]
-    daemon = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    sock = tmp_path / "ingest.sock"
+    daemon = Process("svc-ingest", [tool("svc-ingest"), "--autonomous", "--socket", sock,
+                                    *options(opts)], tmp_path / "ingest.log", sock)
     try:
+        daemon.wait_ready()
         with RingPairReader(dk, wk, timeout=30) as reader:
-            time.sleep(1.5)
             assert emu_send(ms, port).returncode == 0
             px = reader.open_transfer()
             blocks = [seg.data.copy() for seg in px]
@@ -42,13 +34,10 @@ def test_daemon_round_trip_and_final_summary(ms, key_factory, tmp_path):  # noqa
             np.testing.assert_array_equal(
                 blocks[k].view(np.complex64).reshape(NCHAN, NBL, 4), expected.payload["VIS"][k])
         assert px.data_header.get_int("SCAN_ID") == 77
-        daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=20)
-        assert daemon.returncode == 0, err[-2000:]
-        assert f"heaps_complete_total={NTIME * NCHAN // CPS}" in err
-        assert "heaps_lost_total=0" in err
+        assert daemon.terminate() == 0, daemon.tail()
+        log = daemon.output()
+        assert f"heaps_complete_total={NTIME * NCHAN // CPS}" in log
+        assert "heaps_lost_total=0" in log
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
+        daemon.stop()
         destroy_ring_pair(dk, wk)

@@ -15,10 +15,10 @@ import spead2.send
 from services.common.config import ConfigSource, build_config
 from services.formats import cbf_sdp
 from services.ingest.assemble import make_assembler
+from services.ingest.receiver import ChunkReceiver
 from services.senders.beam_send import BeamSendConfig, generate
 from services.senders.emu_send import read_ms
-from services.ingest.receiver import ChunkReceiver, InprocTransport
-from services.ingest.sink import MemorySink
+from tests.ingest.fakes import InprocTransport, MemorySink
 from tests.ingest.helpers import free_ports, ingest_config, ingest_on_rings, settings_of
 from tests.ingest.test_bad_input import CPS as IP_CPS
 from tests.ingest.test_bad_input import NBL as IP_NBL
