@@ -2,7 +2,8 @@
 
 Every sender takes the same options: config files (``-c``), ``-o/--set KEY=VALUE``, where to
 send (``--host``, ``--port``), how fast (``--rate``), multicast ``--ttl`` and ``--interface``,
-and ``-v``. A sender names the config key each common option sets (:class:`SenderKeys`), so
+and ``-v``. Config files are ``KEY value`` files or, as the SKA CBF-SDP emulator writes them,
+INI files (``[section]`` then ``key = value``, read as ``section.key``). A sender names the config key each common option sets (:class:`SenderKeys`), so
 ``--port 9000`` is the same as ``-o DATA_PORT=9000`` for beam-send and
 ``-o transmission.target_port_start=9000`` for emu-send; an option given on the command line
 wins over ``-o``, which wins over the environment, which wins over the files. Errors in the
@@ -11,7 +12,9 @@ input (config, MS, destination) end the command with one line, exit code 1.
 
 from __future__ import annotations
 
+import configparser
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,7 +22,14 @@ from typing import Any, TypeVar
 import click
 
 from ringbuf.errors import HeaderError
-from services.common.config import Config, ConfigSource, build_config
+from ringbuf.header import DadaHeader
+from services.common.config import (
+    Config,
+    ConfigError,
+    ConfigSource,
+    build_config,
+    parse_overrides,
+)
 from services.common.logging import setup_logging
 
 C = TypeVar("C", bound=Config)
@@ -57,13 +67,53 @@ class SenderArgs:
                  self.keys.ttl: self.ttl, self.keys.interface: self.interface}
         return {key: value for key, value in given.items() if value is not None}
 
-    def load(self, cls: type[C]) -> C:
-        """The sender's config: files < environment < ``-o`` < the options above."""
-        source = ConfigSource.load(self.config_files, self.overrides)
+    def load(self, cls: type[C], strict: bool = False) -> C:
+        """The sender's config: files < environment < ``-o`` < the options above.
+
+        ``strict``: a key in a config file that ``cls`` does not declare is an error too
+        (``-o`` keys always are).
+        """
+        files = tuple((path, read_config_file(path)) for path in self.config_files)
+        source = ConfigSource(files, dict(os.environ))
+        if self.overrides:
+            source = source.with_overrides("-o", parse_overrides(self.overrides))
         options = self.options()
         if options:
             source = source.with_overrides("command line", options)
+        unknown = source.unknown_keys(cls.keys())
+        if strict:
+            known = set(cls.keys())
+            unknown += [f"{key} ({path}): unknown key" for path, values in files
+                        for key in values if key not in known]
+        if unknown:
+            raise ConfigError(source.describe(), unknown)
         return build_config(cls, source)
+
+
+def is_ini(path: str) -> bool:
+    """True if the first line that is not blank or a comment is a ``[section]`` line."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            text = line.strip()
+            if text and not text.startswith(("#", ";")):
+                return text.startswith("[")
+    return False
+
+
+def read_config_file(path: str) -> dict[str, str]:
+    """``{key: value}`` of a ``KEY value`` file or an INI file (keys ``section.key``)."""
+    if not is_ini(path):
+        return dict(DadaHeader.load(path).items())
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except configparser.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise HeaderError(f"{path}: {first}") from None
+    return {f"{section}.{key}": value.strip() for section in parser.sections()
+            for key, value in parser.items(section)}
 
 
 def sender_options(keys: SenderKeys) -> Callable[[F], F]:
