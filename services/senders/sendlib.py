@@ -30,10 +30,18 @@ def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: flo
     To a multicast group, packets go out with ``ttl`` through ``interface_address`` (the
     kernel's choice when empty).
     """
+    return make_stream_to([(host, port) for port in ports], max_packet_size, rate, max_heaps,
+                          buffer_size, interface_address, ttl)
+
+
+def make_stream_to(endpoints: Sequence[tuple[str, int]], max_packet_size: int, rate: float,
+                   max_heaps: int, buffer_size: int = 4 << 20, interface_address: str = "",
+                   ttl: int = 1) -> spead2.send.asyncio.UdpStream:
+    """One UDP stream with a substream per ``(host, port)`` endpoint (see :func:`make_stream`)."""
     config = spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
                                       max_heaps=max_heaps)
-    endpoints = [(host, port) for port in ports]
-    if not ipaddress.ip_address(host).is_multicast:
+    endpoints = list(endpoints)
+    if not ipaddress.ip_address(endpoints[0][0]).is_multicast:
         return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size)
     if interface_address:
         return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size,
