@@ -3,11 +3,12 @@
 Every sender takes the same options: config files (``-c``), ``-o/--set KEY=VALUE``, where to
 send (``--host``, ``--port``), how fast (``--rate``), multicast ``--ttl`` and ``--interface``,
 and ``-v``. Config files are ``KEY value`` files or, as the SKA CBF-SDP emulator writes them,
-INI files (``[section]`` then ``key = value``, read as ``section.key``). A sender names the config key each common option sets (:class:`SenderKeys`), so
-``--port 9000`` is the same as ``-o DATA_PORT=9000`` for beam-send and
-``-o transmission.target_port_start=9000`` for emu-send; an option given on the command line
-wins over ``-o``, which wins over the environment, which wins over the files. Errors in the
-input (config, MS, destination) end the command with one line, exit code 1.
+INI files (``[section]`` then ``key = value``, read as ``section.key``). A sender names
+the config key each common option sets (:class:`SenderKeys`), so ``--port 9000`` is the
+same as ``-o DATA_PORT=9000`` for beam-send and ``-o transmission.target_port_start=9000``
+for emu-send; an option given on the command line wins over ``-o``, which wins over the
+environment, which wins over the files. Errors in the input (config, MS, destination) end
+the command with one line, exit code 1.
 """
 
 from __future__ import annotations
