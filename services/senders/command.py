@@ -71,8 +71,8 @@ class SenderArgs:
     def load(self, cls: type[C], strict: bool = False) -> C:
         """The sender's config: files < environment < ``-o`` < the options above.
 
-        ``strict``: a key in a config file that ``cls`` does not declare is an error too
-        (``-o`` keys always are).
+        ``strict``: a key in a config file or ``-o`` that ``cls`` does not declare is an error
+        (otherwise such keys are left for the services that share the files and options).
         """
         files = tuple((path, read_config_file(path)) for path in self.config_files)
         source = ConfigSource(files, dict(os.environ))
@@ -81,13 +81,13 @@ class SenderArgs:
         options = self.options()
         if options:
             source = source.with_overrides("command line", options)
-        unknown = source.unknown_keys(cls.keys())
         if strict:
             known = set(cls.keys())
-            unknown += [f"{key} ({path}): unknown key" for path, values in files
-                        for key in values if key not in known]
-        if unknown:
-            raise ConfigError(source.describe(), unknown)
+            unknown = [f"{key} ({path}): unknown key" for path, values in files
+                       for key in values if key not in known]
+            unknown += source.unknown_keys(known)
+            if unknown:
+                raise ConfigError(source.describe(), unknown)
         return build_config(cls, source)
 
 
