@@ -249,7 +249,11 @@ class Receiver:
                 raise RuntimeError(f"{name} exited with {code}: {lines[-1]} "
                                    f"(logs in {self.group.workdir / 'logs'})")
         if self.consumers == ["svc-mswrite"]:
-            return self.group.status("svc-mswrite")["counters"].get("ms_written_total", 0) >= 1
+            counters = self.group.status("svc-mswrite")["counters"]
+            if counters.get("ms_aborted_total", 0) or counters.get("transfers_skipped_total", 0):
+                raise RuntimeError(f"svc-mswrite gave up on the stream: {counters.get('errors')} "
+                                   f"(logs in {self.group.workdir / 'logs'})")
+            return counters.get("ms_written_total", 0) >= 1
         return all(self.group.processes[n].proc.poll() == 0 for n in self.consumers)
 
     def summary(self) -> str:
