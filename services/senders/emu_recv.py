@@ -43,6 +43,7 @@ from services.common.config import (
 from services.common.logging import setup_logging
 from services.demo.processes import Process, ProcessGroup, daemon_env, options, tool
 from services.senders.command import read_config_file
+from services.senders.consumer_host import load_class
 from services.senders.emu_send import EmuSendConfig
 
 logger = logging.getLogger(__name__)
@@ -268,6 +269,8 @@ class Receiver:
 def run(cfg: EmuRecvConfig) -> str:
     """Receive one stream; a one-line summary. Everything started is stopped and destroyed."""
     shape = read_shape(cfg.datamodel)
+    if "." in cfg.consumer and not cfg.consumer.startswith("cbf_sdp."):
+        load_class(cfg.consumer)  # a one-line error before anything is started
     workdir = Path(tempfile.mkdtemp(prefix="emu-recv-"))
     failed = False
     try:

@@ -35,3 +35,10 @@ class Stats:
     def end(self) -> None:
         with open(self.path, "w") as f:
             json.dump(self.out, f)
+
+
+class Broken(Stats):
+    """Fails on its first block, as a buggy consumer would."""
+
+    def consume(self, segment: Segment) -> None:
+        raise ValueError("broken consumer")

@@ -218,6 +218,8 @@ def test_signal_mid_stream_leaves_no_rings_and_no_processes(model, tmp_path, sig
     ("consumer = mswriter\nnum_port = 2\n", "reception.num_port"),
     ("consumer = nosuch\n", "reception.consumer 'nosuch'"),
     ("consumer = mswriter\nmethod = tcp\n", "reception.method"),
+    ("consumer = no_such_pkg.Consumer\n", "reception.consumer 'no_such_pkg.Consumer'"),
+    ("consumer = mswriter\nmax_payloads = 3\n", "reception.max_payloads"),
 ])
 def test_bad_receiver_config_is_one_line_naming_the_key(model, tmp_path, line, message):
     conf = tmp_path / "receiver.conf"
@@ -232,3 +234,19 @@ def test_bad_receiver_config_is_one_line_naming_the_key(model, tmp_path, line, m
 def test_help_has_examples():
     out = subprocess.run([*RECV, "--help"], capture_output=True, text=True, check=True)
     assert "Examples:" in out.stdout and "emu-recv -c receiver.conf" in out.stdout
+
+
+def test_a_consumer_that_dies_ends_emu_recv_with_one_line_and_no_rings(model, tmp_path):
+    port = free_udp_ports(NSTREAMS)
+    receiver, sender = write_confs(tmp_path, model, port, "tests.senders.stats_consumer.Broken",
+                                   tmp_path / "x.json")
+    recv = RecvProcess(receiver)
+    recv.wait_listening()
+    pids, keys = recv.children(), recv.ring_keys()
+    assert send(model, sender).returncode == 0
+    code, _ = recv.wait()
+    assert code == 1
+    errors = [line for line in recv.err if line.startswith("Error: ")]
+    assert len(errors) == 1 and "consumer exited with 1" in errors[0], "".join(recv.err)
+    assert "ValueError: broken consumer" in errors[0] and "logs in" in errors[0]
+    assert_nothing_left(keys, pids)
