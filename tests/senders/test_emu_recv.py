@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -249,4 +250,7 @@ def test_a_consumer_that_dies_ends_emu_recv_with_one_line_and_no_rings(model, tm
     errors = [line for line in recv.err if line.startswith("Error: ")]
     assert len(errors) == 1 and "consumer exited with 1" in errors[0], "".join(recv.err)
     assert "ValueError: broken consumer" in errors[0] and "logs in" in errors[0]
+    logs = Path(errors[0].rsplit("logs in ", 1)[1].rstrip(")\n"))
+    assert (logs / "consumer.log").is_file()  # kept for the user to read
+    shutil.rmtree(logs.parent)
     assert_nothing_left(keys, pids)
