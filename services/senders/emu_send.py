@@ -96,7 +96,11 @@ class EmuSendConfig(Config):
     buffer_size: int = setting("transmission.buffer_size", int, default=4 << 20,
                                validator=positive, help="socket send buffer bytes")
     rate: float = setting("transmission.rate", float, default=1e9, validator=non_negative,
-                          help="bytes per second over all streams (0: unlimited)")
+                          help="bytes per second of each stream, as the emulator (0: unlimited)")
+    total_rate: float = setting("transmission.total_rate", float, default=0.0,
+                                validator=non_negative,
+                                help="bytes per second over all streams; > 0 replaces "
+                                     "transmission.rate (--rate sets it)")
     time_interval: float = setting(
         "transmission.time_interval", float, default=-1.0,
         help=">0: seconds between dumps; 0: the MS TIME steps; <0: as fast as the rate allows")
@@ -260,7 +264,7 @@ class VisSender:
         self.ntime, _, self.nbl = dumps.payload.shape
         self.start_chan = start_chan
         self.stream = sendlib.make_stream_to(
-            self._endpoints(), cfg.max_packet_size, cfg.rate,
+            self._endpoints(), cfg.max_packet_size, self.total_rate(),
             max_heaps=(self.ntime + 2) * self.nstreams + 8, buffer_size=cfg.buffer_size,
             interface_address=cfg.interface_address, ttl=cfg.ttl)
         self.ig = self._item_group()
@@ -274,6 +278,10 @@ class VisSender:
         self.heaps = [self._slot(j) for j in range(self.ntime)]
         self.batches = sendlib.HeapBatches(
             self.stream, [spead2.send.HeapReferenceList(refs) for refs in self.heaps])
+
+    def total_rate(self) -> float:
+        """Bytes/s of the one rate limiter all streams share (0: unlimited)."""
+        return self.cfg.total_rate or self.cfg.rate * self.nstreams
 
     def _endpoints(self) -> list[tuple[str, int]]:
         cfg = self.cfg
@@ -398,7 +406,7 @@ def run(ms_path: str, cfg: EmuSendConfig) -> tuple[int, int, float]:
 
 
 KEYS = SenderKeys(host="transmission.target_host", port="transmission.target_port_start",
-                  rate="transmission.rate", ttl="transmission.ttl",
+                  rate="transmission.total_rate", ttl="transmission.ttl",
                   interface="transmission.interface_address")
 
 

@@ -185,3 +185,22 @@ def test_a_key_value_file_is_read_strictly_too(ms, tmp_path):
     assert out.returncode == 1
     assert "reader.num_repeat" in out.stderr and str(conf) in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_rate_is_per_stream_as_in_the_emulator_and_total_rate_is_over_all(ms):
+    """Two streams at transmission.rate each take half the time of one limiter at that rate."""
+    port = free_udp_ports(NSTREAMS)
+    common = [BIN / "emu-send", str(ms), "--port", str(port), "-o", f"reader.num_chan={NCHAN}",
+              "-o", f"transmission.channels_per_stream={CPS}", "-o", "reader.num_repeats=150"]
+
+    def seconds_and_bytes(*extra: str) -> tuple[float, int]:
+        out = subprocess.run([*common, *extra], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        words = out.stdout.split()  # sent H heaps, B bytes in S s (...)
+        return float(words[6]), int(words[3])
+
+    rate = 200_000.0
+    per_stream, nbytes = seconds_and_bytes("-o", f"transmission.rate={rate}")
+    assert 0.8 <= per_stream / (nbytes / (NSTREAMS * rate)) <= 1.5
+    total, nbytes = seconds_and_bytes("-o", "transmission.rate=1", "--rate", str(2 * rate))
+    assert 0.8 <= total / (nbytes / (2 * rate)) <= 1.5  # --rate: all streams together
