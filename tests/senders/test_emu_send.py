@@ -167,6 +167,7 @@ def test_endpoints_send_each_stream_where_it_says(ms, tmp_path):
     ("", ["-o", "reader.numchan=2"], "reader.numchan"),
     ("transport_protocol = tcp\n", [], "transmission.transport_protocol"),
     ("", ["-o", "reader.start_chan=8"], "reader.start_chan 8 is beyond"),
+    ("rate = 5\n", [], "option 'rate' in section 'transmission' already exists"),
 ])
 def test_unknown_or_bad_keys_are_one_line_naming_the_key(ms, tmp_path, extra, args, message):
     conf = write_ini(tmp_path / "sender.conf", 9, extra)
