@@ -126,9 +126,7 @@ def full_weights(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def write_antenna_file(antennas: Antennas, path: Path) -> Path:
-    lines = [f"{n} {x:.4f} {y:.4f} {z:.4f} 38" for n, (x, y, z)
-             in zip(antennas.names, antennas.positions, strict=True)]
-    path.write_text("# NAME X Y Z DIAMETER\n" + "\n".join(lines) + "\n")
+    antennas.save(path)
     return path
 
 
