@@ -3,10 +3,10 @@
 The array is SKA-Low-like: stations of 38 m at the SKA-Low site (Inyarrimanha Ilgari
 Bundara, Western Australia), half in a core and half spread over a disc, with real ITRF
 positions (WGS84). Or any layout from an antenna file. UVW (J2000) is computed with
-casacore.measures and the visibilities with the imagers' sign convention
-(:mod:`services.mswrite.sky`). The MS is written through the same writer svc-mswrite uses
-(:class:`services.mswrite.writer.VisWriter`), fed with dumps shaped as ring blocks, so
-every subtable is filled the same way.
+casacore.measures and the visibilities are predicted in CASA's convention
+(:mod:`services.mswrite.uvw`, :mod:`services.mswrite.sky`). The MS is written through the
+same writer svc-mswrite uses (:class:`services.mswrite.writer.VisWriter`), fed with dumps
+shaped as ring blocks, so every subtable is filled the same way.
 """
 
 from __future__ import annotations
