@@ -449,7 +449,7 @@ def _check_pair_layout(writer: RingPairWriter, dres: int, wres: int) -> None:
     dbuf, wbuf = writer.data.layout.bufsz, writer.weights.layout.bufsz
     if dbuf % dres or wbuf % wres or dbuf // dres != wbuf // wres:
         raise RingBufError(
-            f"ring pair {writer.keys}: blocks of {dbuf} and {wbuf} bytes do not hold the same "
+            f"ring pair {writer.data.key}/{writer.weights.key}: blocks of {dbuf} and {wbuf} bytes do not hold the same "
             f"whole number of heaps (data RESOLUTION {dres}, weights RESOLUTION {wres})"
         )
 

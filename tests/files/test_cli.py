@@ -203,3 +203,14 @@ def test_pair_record_and_play_through_the_cli(rings, kit, tmp_path):
     thread.join(20)
     assert played.returncode == 0, played.stderr
     assert got["data"] == data.tobytes() and got["weights"] == weights.tobytes()
+
+
+def test_play_pair_into_blocks_without_whole_heaps_is_one_clear_line(rings, kit, tmp_path):
+    kit.write_pst_pair(tmp_path, 3)
+    # 1.5 data heaps per block: the blocks do not hold a whole number of heaps
+    dkey, wkey = rings.pair(3 * kit.PST_DATA_RES // 2, 2 * kit.PST_WEIGHTS_RES)
+    result = run("play", "-k", dkey, "--weights-key", wkey, str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert f"ring pair {dkey}/{wkey}" in result.stderr
+    assert "do not hold the same whole number of heaps" in result.stderr
