@@ -99,7 +99,7 @@ def test_pair_from_config(key_factory, tmp_path):
     result = CliRunner().invoke(cli, ["create-pair", "--config", str(bad)])
     assert result.exit_code == 1
     assert "DB_BUFSZ 'x' is not an integer" in result.output
-    assert "DATA_KEY and WEIGHTS_KEY are both" in result.output
+    assert "DATA_KEY and WEIGHTS_KEY must differ" in result.output
     assert "DB_NBUFS 4 != WB_NBUFS 5" in result.output
 
 
