@@ -2,10 +2,10 @@
 
 Prints, from one run on the same directory:
   * dd write  : ``dd if=/dev/zero bs=4M conv=fdatasync`` (data reaches the disk);
-  * record    : ``ringbuf junk`` (another process) -> ring -> ``recording.record`` -> files
+  * record    : ``ringbuf junk`` (another process) -> ring -> ``recorder.record`` -> files
                 (every file is fdatasync'ed before it is renamed, as in normal use);
   * dd read   : ``dd of=/dev/null bs=4M`` of the recorded files, evicted from the page cache;
-  * play      : the recorded files (evicted from the page cache) -> ``recording.play`` -> ring
+  * play      : the recorded files (evicted from the page cache) -> ``player.play`` -> ring
                 -> ``ringbuf null`` (another process).
 Goal: record >= 0.8 x dd write and play >= 0.8 x dd read.
 
@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 from ringbuf import RingLayout, create_ring, destroy_ring
-from ringbuf.recording import play, record
+from ringbuf.player import play
+from ringbuf.recorder import record
 
 REPO = Path(__file__).resolve().parents[1]
 RINGBUF = [sys.executable, "-c", "from ringbuf.cli import main; main()"]

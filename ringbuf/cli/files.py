@@ -11,7 +11,8 @@ from ringbuf.cli import user_errors
 from ringbuf.cli.tools import stop_on_signals
 from ringbuf.dadafile import read_dada_file
 from ringbuf.errors import Interrupted
-from ringbuf.recording import Summary, play, record
+from ringbuf.player import play
+from ringbuf.recorder import Summary, record
 from ringbuf.viewer import RingViewer
 
 

@@ -12,6 +12,7 @@ import click
 from ringbuf.cli import user_errors
 from ringbuf.errors import EndOfData, Interrupted, Timeout
 from ringbuf.header import DadaHeader
+from ringbuf.pacer import Pacer
 from ringbuf.patterns import PATTERNS, PatternSource
 from ringbuf.reader import RingReader
 from ringbuf.writer import RingWriter
@@ -29,20 +30,6 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
-
-
-class RateLimiter:
-    """Sleeps so that bytes are released no faster than ``bytes_per_s`` (None: unlimited)."""
-
-    def __init__(self, bytes_per_s: float | None) -> None:
-        self.bytes_per_s = bytes_per_s
-        self.start = time.monotonic()
-
-    def wait(self, total_bytes: int) -> None:
-        if self.bytes_per_s:
-            ahead = total_bytes / self.bytes_per_s - (time.monotonic() - self.start)
-            if ahead > 0:
-                time.sleep(ahead)
 
 
 @click.command()
@@ -73,7 +60,7 @@ def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
     stop = stop_on_signals()
     with RingWriter(key, timeout=timeout, stop=stop) as writer:
         source = PatternSource(pattern, writer.layout.bufsz)
-        limiter = RateLimiter(bytes_per_s)
+        pacer = Pacer(bytes_per_s, stop)
         written = 0
         with writer.open_transfer(header) as xfer:
             while not stop.is_set():
@@ -81,12 +68,13 @@ def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                limiter.wait(written)
                 with xfer.open_block() as block:
                     n = len(block.data) if total is None else min(len(block.data), total - written)
                     source.fill(block.data[:n], block.obs_offset)
                     block.commit(n)
                 written += n
+                if not pacer.account(n):
+                    break
     if stop.is_set():
         click.echo(f"interrupted after {written} bytes", err=True)
 

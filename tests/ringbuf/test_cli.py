@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,5 +133,22 @@ def test_locked_ring_is_mlocked_by_every_attached_process_or_says_why(key):
                 assert locked_kb * 1024 >= writer.layout.total_nbytes
         except RingPermissionError as exc:  # an unprivileged user with a small RLIMIT_MEMLOCK
             assert "raise RLIMIT_MEMLOCK" in str(exc)
+    finally:
+        destroy_ring(key)
+
+
+def test_junk_is_paced_by_rate(key, tmp_path):
+    header = tmp_path / "header.txt"
+    header.write_text("SOURCE J0437-4715\n")
+    run("create", "-k", key, "-b", 65536, "-n", 4, "-r", 0)
+    try:
+        started = time.monotonic()
+        result = run("junk", "-k", key, header, "--bytes", 400_000, "--rate", 1)
+        elapsed = time.monotonic() - started
+        assert result.exit_code == 0, result.output
+        assert 0.39 <= elapsed < 5.0  # 400 kB at 1 MB/s
+        status = json.loads(run("status", "-k", key, "--json").output)
+        assert status["writer"]["bytes_written"] == 400_000
+        assert status["transfer"]["state"] == "ended"
     finally:
         destroy_ring(key)
