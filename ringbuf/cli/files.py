@@ -13,7 +13,7 @@ from ringbuf.dadafile import read_dada_file
 from ringbuf.errors import Interrupted
 from ringbuf.player import play
 from ringbuf.recorder import Summary, record
-from ringbuf.viewer import RingViewer
+from ringbuf.status import current_header
 
 
 def _report(summary: Summary, as_json: bool, verb: str) -> None:
@@ -111,8 +111,7 @@ def header_command(source: str) -> None:
     if path.exists() or "/" in source or source.endswith(".dada"):
         click.echo(read_dada_file(path).header.text.rstrip("\n"))
         return
-    with RingViewer(source) as viewer:
-        click.echo(viewer.header.text.rstrip("\n"))
+    click.echo(current_header(source).text.rstrip("\n"))
 
 
 def register(group: click.Group) -> None:
