@@ -7,12 +7,14 @@ both, handed out together with its OBS_OFFSET (see :class:`ringbuf.segment.Segme
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from ringbuf.errors import (
     EndOfData,
     Interrupted,
+    PairOutOfStep,
     RingBufError,
     RingLayoutMismatch,
     Timeout,
@@ -164,13 +166,29 @@ class RingPairReader(_PairClient[RingReader]):
 
     client = RingReader
 
-    def open_transfer(self, timeout: float | None = -1.0) -> PairReadTransfer:
-        return PairReadTransfer(self.data.open_transfer(timeout), self.weights.open_transfer(timeout))
+    @property
+    def stop(self) -> threading.Event | None:
+        """The event that interrupts every wait of both rings (:class:`Interrupted`)."""
+        return self.data.stop
 
+    @stop.setter
+    def stop(self, event: threading.Event | None) -> None:
+        self.data.stop = self.weights.stop = event
+
+    def open_transfer(self, timeout: float | None = -1.0) -> PairReadTransfer:
+        """Wait for the next transfer of both rings (the rest of an unfinished one is skipped)."""
+        return PairReadTransfer(self.data.open_transfer(timeout),
+                                self.weights.open_transfer(timeout))
 
 
 class PairReadTransfer:
-    """One transfer of a pair; iterate for :class:`Segment` objects (each cleared on the next)."""
+    """One transfer of a pair: iterate for :class:`Segment` objects (each cleared on the
+    next), or hold segments with :meth:`next_segment` and give them back with
+    :meth:`clear_held` (a reader that dies holding them has them delivered to its successor).
+
+    A wait that times out or is stopped never splits a pair: the block already read from the
+    data ring is kept and paired on the next call.
+    """
 
     def __init__(self, data: ReadTransfer, weights: ReadTransfer) -> None:
         self.data = data
@@ -179,6 +197,18 @@ class PairReadTransfer:
         self.weights_header = weights.header
         self.resumed = data.resumed or weights.resumed
         self._pending_data: ReadBlock | None = None
+        self._held: deque[ReadSegment] = deque()  # handed out by next_segment, in read order
+        self._unpaired: list[ReadBlock] = []  # a block whose ring ran on past the other's end
+
+    @property
+    def finished(self) -> bool:
+        """Both rings have reached the end of this transfer."""
+        return self.data.finished and self.weights.finished
+
+    @property
+    def held(self) -> int:
+        """Segments handed out by :meth:`next_segment` and not cleared yet."""
+        return sum(not seg.cleared for seg in self._held)
 
     def segments(self) -> Iterator[Segment]:
         """Yield segments until end of data; each is cleared when the next is asked for."""
@@ -194,17 +224,32 @@ class PairReadTransfer:
     __iter__ = segments
 
     def next_segment(self, timeout: float | None = -1.0) -> ReadSegment | None:
-        """The next segment, held until its :meth:`ReadSegment.clear` (None at the end).
+        """The next segment, held until it (or :meth:`clear_held`) clears it; None at the end.
 
-        Hold fewer than nbufs segments at once; clear them in the order they were read.
+        Hold fewer than nbufs segments at once and clear them in the order they were read.
+        Raises :class:`WriterDied` (after every committed block), :class:`Timeout`,
+        :class:`Interrupted`, or :class:`PairOutOfStep` if one ring ended before the other.
         """
+        while self._held and self._held[0].cleared:
+            self._held.popleft()
         blocks = self._next_blocks(timeout)
         if blocks is None:
             return None
         data, weights = blocks
-        return ReadSegment(data, weights, Segment(data.data, weights.data, data.obs_offset,
+        held = ReadSegment(data, weights, Segment(data.data, weights.data, data.obs_offset,
                                                   weights.obs_offset, self.data_header,
                                                   self.weights_header))
+        self._held.append(held)
+        return held
+
+    def clear_held(self) -> None:
+        """Give back every held segment (and any unpaired block), in the order read."""
+        held, self._held = self._held, deque()
+        for seg in held:
+            seg.clear()
+        unpaired, self._unpaired = self._unpaired, []
+        for block in unpaired:
+            block.clear()
 
     def _next_blocks(self, timeout: float | None = -1.0) -> tuple[ReadBlock, ReadBlock] | None:
         ends = []
@@ -220,32 +265,60 @@ class PairReadTransfer:
                 if blocks and blocks[0] is not None:  # keep the pair together for the retry
                     self._pending_data = blocks[0]
                 raise
-            except WriterDied as exc:
-                blocks.append(None)
-                ends.append(exc)
-            except EndOfData as exc:
+            except EndOfData as exc:  # WriterDied too
                 blocks.append(None)
                 ends.append(exc)
         if not ends:
             return blocks[0], blocks[1]  # type: ignore[return-value]
         for block in blocks:
             if block is not None:
-                block.clear()
+                self._unpaired.append(block)
+        if not self.held:  # nothing read before it waits: give it back now
+            self.clear_held()
         died = [e for e in ends if isinstance(e, WriterDied)]
         if died:
             raise died[0]
         if len(ends) == 1:
-            raise RingBufError("ring pair: one ring ended its transfer before the other")
+            raise PairOutOfStep(f"ring pair {self.data.reader.key}/{self.weights.reader.key}: "
+                                "one ring ended its transfer before the other")
         return None
 
-    def skip(self) -> None:
-        """Read and discard the rest of the transfer, both rings in step (the writer fills
-        them in step, so draining one ring first could stall it on the other)."""
+    def drain(self, on_wait: Callable[[], None] | None = None,
+              on_segment: Callable[[Segment], None] | None = None) -> None:
+        """Give back what is held, then read and discard the rest of the transfer.
+
+        Both rings are read in step (the writer fills them in step, so draining one ring
+        first could stall it on the other). ``on_segment`` sees each segment before it is
+        cleared. A wait that times out calls ``on_wait`` and waits again (without
+        ``on_wait`` the :class:`Timeout` propagates). Ends quietly at the end of data, when
+        the writer died, or when the rings are out of step; :class:`Interrupted` propagates
+        and the drain can be resumed by calling it again.
+        """
+        self.clear_held()
         try:
-            for _ in self.segments():
-                pass
-        except WriterDied:
+            while True:
+                try:
+                    held = self.next_segment()
+                except Timeout:
+                    if on_wait is None:
+                        raise
+                    on_wait()
+                    continue
+                if held is None:
+                    return
+                try:
+                    if on_segment is not None:
+                        on_segment(held.segment)
+                finally:
+                    held.clear()
+        except (WriterDied, PairOutOfStep):
             pass
+        finally:
+            self.clear_held()
+
+    def skip(self) -> None:
+        """Read and discard the rest of the transfer (:meth:`drain` without callbacks)."""
+        self.drain()
 
 
 class ReadSegment:
@@ -255,6 +328,10 @@ class ReadSegment:
         self._blocks = (data, weights)
         self.segment = segment
         self.index = data.index
+
+    @property
+    def cleared(self) -> bool:
+        return self._blocks[0].data is None and self._blocks[1].data is None
 
     def clear(self) -> None:
         for block in self._blocks:
