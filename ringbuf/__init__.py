@@ -26,6 +26,7 @@ from ringbuf.layout import RingLayout
 from ringbuf.pair import (
     PairReadTransfer,
     PairViewSegment,
+    PairViewTransfer,
     PairWriteTransfer,
     ReadSegment,
     RingPairReader,
@@ -58,6 +59,7 @@ __all__ = [
     "PairOutOfStep",
     "PairReadTransfer",
     "PairViewSegment",
+    "PairViewTransfer",
     "PairWriteTransfer",
     "ReadBlock",
     "ReadSegment",

@@ -7,13 +7,18 @@ both, handed out together with its OBS_OFFSET (see :class:`ringbuf.segment.Segme
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
+from ringbuf import control as c
 from ringbuf.errors import (
     EndOfData,
     Interrupted,
+    Overwritten,
     PairOutOfStep,
     RingBufError,
     RingLayoutMismatch,
@@ -23,9 +28,9 @@ from ringbuf.errors import (
 from ringbuf.header import DadaHeader
 from ringbuf.layout import RingLayout
 from ringbuf.reader import ReadBlock, ReadTransfer, RingReader
-from ringbuf.ring import create_ring, destroy_ring
+from ringbuf.ring import WAIT_SLICE_S, create_ring, destroy_ring
 from ringbuf.segment import Segment
-from ringbuf.viewer import RingViewer, ViewBlock
+from ringbuf.viewer import RingViewer, TransferInfo, ViewBlock
 from ringbuf.writer import RingWriter, WriteBlock, WriteTransfer
 
 
@@ -351,16 +356,92 @@ class RingPairViewer(_PairClient[RingViewer]):
 
     def latest_segment(self, timeout: float | None = -1.0) -> PairViewSegment:
         """The most recent segment published in both rings."""
-        data = self.data.latest_block(timeout)
+        return self._with_weights(self.data.latest_block(timeout), timeout)
+
+    def next_segment(self, timeout: float | None = -1.0) -> PairViewSegment:
+        """The segment after the last one seen (the oldest still in the rings if lapped)."""
+        return self._with_weights(self.data.next_block(timeout), timeout)
+
+    def _with_weights(self, data: ViewBlock, timeout: float | None) -> PairViewSegment:
         # the weights block of the same index is published right after the data block
         self.weights.last_index = data.index - 1
-        weights = self.weights.next_block(timeout)
+        try:
+            weights = self.weights.next_block(timeout)
+        except Timeout:
+            self.data.last_index = data.index - 1  # not seen until both blocks are
+            raise
         if weights.index != data.index:
             raise RingBufError(f"ring pair {self.data.key}/{self.weights.key}: weights ring is at "
                                f"block {weights.index}, data ring at {data.index}")
         return PairViewSegment(data, weights, self.data.transfer(data.xfer_id).header,
                                self.weights.transfer(weights.xfer_id).header)
 
+    def open_transfer(self, timeout: float | None = -1.0) -> PairViewTransfer:
+        """The newest transfer of the pair (waiting for one to start), to follow."""
+        timeout = self.data.timeout if timeout == -1.0 else timeout
+        qd, qw = self.data.ring.q, self.weights.ring.q
+        self.data.ring.wait(None, lambda: qd[c.C_XFER_NEXT] > 0, timeout, self.data.stop,
+                            lambda: None, "a transfer to start")
+        info = self.data.transfer(qd[c.C_XFER_NEXT] - 1)
+        self.weights.ring.wait(None, lambda: qw[c.C_XFER_NEXT] > info.xfer_id, timeout,
+                               self.data.stop, lambda: None,
+                               f"transfer {info.xfer_id} of the weights ring to start")
+        return PairViewTransfer(self, info, self.weights.transfer(info.xfer_id).header)
+
+
+class PairViewTransfer:
+    """One transfer of a pair as a viewer follows it (a :class:`SegmentProducer`).
+
+    :meth:`segments` yields a private copy of each segment of the transfer in order, checked
+    after copying; segments the writer overwrote first are skipped and counted in
+    ``missed_segments``. It ends with the transfer (also when its writer died).
+    """
+
+    def __init__(self, viewer: RingPairViewer, info: TransferInfo,
+                 weights_header: DadaHeader) -> None:
+        self.viewer = viewer
+        self.xfer_id = info.xfer_id
+        self.start_block = info.start_block
+        self.data_header = info.header
+        self.weights_header = weights_header
+        self.missed_segments = 0
+
+    def segments(self) -> Iterator[Segment]:
+        """Copies of the transfer's segments; Timeout after the viewer's timeout of silence."""
+        viewer, data = self.viewer, self.viewer.data
+        data.last_index = max(data.last_index, self.start_block - 1)
+        quiet_since = time.monotonic()
+        while True:
+            try:
+                info = data.transfer(self.xfer_id)  # marks it aborted if its writer died
+            except RingBufError:  # its header slot was reused: long over
+                return
+            if info.end_block >= 0 and data.last_index + 1 >= info.end_block:
+                return
+            try:
+                view = viewer.next_segment(timeout=WAIT_SLICE_S)
+            except Timeout:
+                if data.timeout is not None and time.monotonic() - quiet_since >= data.timeout:
+                    raise Timeout(f"ring pair {data.key}/{viewer.weights.key}: no segment of "
+                                  f"transfer {self.xfer_id} for {data.timeout:g} s") from None
+                continue
+            except Overwritten as exc:
+                self.missed_segments += exc.missed_blocks
+                continue
+            quiet_since = time.monotonic()
+            if view.xfer_id != self.xfer_id:  # lapped past the end of the transfer
+                return
+            seg = view.segment
+            copy = Segment(np.array(seg.data), np.array(seg.weights), seg.obs_offset,
+                           seg.weights_obs_offset, seg.data_header, seg.weights_header)
+            if not (view.data_block.intact() and view.weights_block.intact()):
+                self.missed_segments += 1
+                continue
+            self.missed_segments += view.data_block.missed
+            if copy.data.size:  # a 0-byte final block only marks the end
+                yield copy
+
+    __iter__ = segments
 
 
 class PairViewSegment:

@@ -202,3 +202,39 @@ def test_one_ring_ending_first_is_out_of_step_and_held_segments_are_kept(pair):
         rx.clear_held()  # the first segment, then the unpaired weights block: in order
         assert rx.held == 0
         px.weights.end()
+
+
+def test_a_viewer_follows_a_transfer_segment_by_segment(pair):
+    import threading
+
+    from ringbuf import RingPairViewer
+
+    writer = threading.Thread(target=_write_segments, args=(pair, range(5)),
+                              kwargs={"pause": 0.15})
+    with RingPairReader(*pair, timeout=10) as reader, \
+            RingPairViewer(*pair, timeout=5) as viewer:
+        writer.start()
+        follow = viewer.open_transfer()
+        assert follow.data_header["A"] == "1" and follow.weights_header["A"] == "1"
+        drained = threading.Thread(target=lambda: reader.open_transfer(timeout=10).skip())
+        drained.start()
+        got = [(s.obs_offset, int(s.data[0]), int(s.weights[0])) for s in follow.segments()]
+        drained.join(10)
+    writer.join(10)
+    assert got == [(1024 * i, i, 100 + i) for i in range(5)]
+    assert follow.missed_segments == 0
+
+
+def test_a_lapped_viewer_gets_what_is_left_and_counts_the_rest(key_factory):
+    from ringbuf import RingPairViewer
+
+    keys = key_factory(), key_factory()
+    create_ring_pair(*keys, RingLayout(4, 1024, nreaders=0), RingLayout(4, 64, nreaders=0))
+    try:
+        _write_segments(keys, range(10))
+        with RingPairViewer(*keys, timeout=1) as viewer:
+            follow = viewer.open_transfer()
+            got = [int(s.data[0]) for s in follow]
+        assert got == [6, 7, 8, 9] and follow.missed_segments == 6
+    finally:
+        destroy_ring_pair(*keys)

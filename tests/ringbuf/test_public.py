@@ -48,7 +48,13 @@ def test_all_is_sorted_and_complete():
 USAGE = '''
 from collections.abc import Iterator
 
-from ringbuf import FileSegmentProducer, PairReadTransfer, Segment, SegmentProducer
+from ringbuf import (
+    FileSegmentProducer,
+    PairReadTransfer,
+    PairViewTransfer,
+    Segment,
+    SegmentProducer,
+)
 
 
 def offsets(producer: SegmentProducer) -> Iterator[int]:
@@ -56,14 +62,16 @@ def offsets(producer: SegmentProducer) -> Iterator[int]:
         yield segment.obs_offset
 
 
-def both(files: FileSegmentProducer, ring: PairReadTransfer) -> list[Segment]:
+def both(files: FileSegmentProducer, ring: PairReadTransfer,
+         view: PairViewTransfer) -> list[Segment]:
     list(offsets(files))
     list(offsets(ring))
+    list(offsets(view))
     return list(files.segments()) + list(ring.segments())
 '''
 
 
-def test_file_and_ring_pair_producers_are_segment_producers(tmp_path):
+def test_file_ring_pair_reader_and_viewer_producers_are_segment_producers(tmp_path):
     pytest.importorskip("mypy", reason="mypy is not installed")
     source = tmp_path / "usage.py"
     source.write_text(USAGE)
