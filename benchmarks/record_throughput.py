@@ -130,14 +130,17 @@ def main() -> None:
 
         med = {name: statistics.median(values) for name, values in rates.items()}
         # paired ratios: each round's record/play against the dd run next to it
-        rec_ratio = statistics.median(r / d for r, d in zip(rates["rec"], rates["ddw"], strict=False))
-        play_ratio = statistics.median(p / d for p, d in zip(rates["play"], rates["ddr"], strict=False))
+        rec_ratio = statistics.median(
+            r / d for r, d in zip(rates["rec"], rates["ddw"], strict=False))
+        play_ratio = statistics.median(
+            p / d for p, d in zip(rates["play"], rates["ddr"], strict=False))
         runs = len(rates["rec"])
         print(f"disk: {work} ({opts.size_mb} MiB per measurement, medians of {runs} rounds)")
         print(f"dd write (fdatasync) {med['ddw']:9.1f} MB/s")
         print(f"record               {med['rec']:9.1f} MB/s   ratio {rec_ratio:5.2f} (goal >= 0.8)")
         print(f"dd read (uncached)   {med['ddr']:9.1f} MB/s")
-        print(f"play                 {med['play']:9.1f} MB/s   ratio {play_ratio:5.2f} (goal >= 0.8)")
+        print(f"play                 {med['play']:9.1f} MB/s   "
+              f"ratio {play_ratio:5.2f} (goal >= 0.8)")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -30,7 +30,9 @@ from ringbuf.errors import HeaderError
 DEFAULT_HDR_SIZE = 4096
 KEY_WIDTH = 20  # SKA PST and PSRDADA tools left-justify keys to this width
 
-_ENTRY = re.compile(r"^(?P<key>[^\s#\x00]+)(?P<sep>[ \t]+)(?P<value>.*?)(?P<tail>[ \t]*(?:[ \t]#.*)?)$")
+_ENTRY = re.compile(
+    r"^(?P<key>[^\s#\x00]+)(?P<sep>[ \t]+)(?P<value>.*?)(?P<tail>[ \t]*(?:[ \t]#.*)?)$"
+)
 _BAD_KEY = re.compile(r"[\s#\x00]")
 
 
@@ -89,7 +91,9 @@ class DadaHeader(Mapping[str, str]):
         try:
             text = raw.decode("ascii")
         except UnicodeDecodeError as exc:
-            raise HeaderError(f"{source}: byte {exc.start} is not ASCII ({raw[exc.start]:#04x})") from None
+            raise HeaderError(
+                f"{source}: byte {exc.start} is not ASCII ({raw[exc.start]:#04x})"
+            ) from None
         return cls.parse(text, source)
 
     @classmethod

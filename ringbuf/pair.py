@@ -69,9 +69,9 @@ class _PairClient(Generic[ClientT]):
 
     def __init__(self, data_key: str | int, weights_key: str | int,
                  timeout: float | None = None, stop: threading.Event | None = None) -> None:
-        self.data = self.client(data_key, timeout, stop)
+        self.data: ClientT = self.client(data_key, timeout, stop)
         try:
-            self.weights = self.client(weights_key, timeout, stop)
+            self.weights: ClientT = self.client(weights_key, timeout, stop)
         except BaseException:
             self.data.close()
             raise

@@ -133,7 +133,7 @@ def _play_run(writer: RingWriter, run: list[DadaFileInfo], pacer: Pacer, summary
         with writer.open_transfer(transfer_header(run[0])) as xfer:
             while True:
                 with xfer.open_block() as blk:
-                    n = source.readinto(memoryview(blk.data))
+                    n = source.readinto(blk.data.data)
                     blk.commit(n)
                 summary.bytes += n
                 if not pacer.account(n):
@@ -176,7 +176,8 @@ def _check_pair_layout(writer: RingPairWriter, dres: int, wres: int) -> None:
     if dbuf % dres or wbuf % wres or dbuf // dres != wbuf // wres:
         raise RingBufError(
             f"ring pair {writer.data.key}/{writer.weights.key}: blocks of {dbuf} and {wbuf} "
-            f"bytes do not hold the same whole number of heaps (data RESOLUTION {dres}, weights RESOLUTION {wres})"
+            f"bytes do not hold the same whole number of heaps (data RESOLUTION {dres}, "
+            f"weights RESOLUTION {wres})"
         )
 
 
@@ -192,8 +193,8 @@ def _play_pair_run(writer: RingPairWriter, data_run: list[DadaFileInfo],
                                   transfer_header(weights_run[0])) as xfer:
             while True:
                 with xfer.open_segment() as seg:
-                    dn = dsrc.readinto(memoryview(seg.data)[: per_block * dres])
-                    wn = wsrc.readinto(memoryview(seg.weights)[: per_block * wres])
+                    dn = dsrc.readinto(seg.data.data[: per_block * dres])
+                    wn = wsrc.readinto(seg.weights.data[: per_block * wres])
                     seg.commit(dn, wn)
                 summary.bytes += dn
                 summary.weights_bytes += wn

@@ -8,9 +8,9 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import posix_ipc
@@ -108,7 +108,8 @@ def describe_owner(key: str) -> str:
         with Ring(key, data=False) as ring:
             pid = ring.word(c.C_CREATOR_PID)
             alive = shm.pid_alive(pid, ring.word(c.C_CREATOR_START))
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ring.word(c.C_CREATED_NS) / 1e9))
+            since = time.strftime("%Y-%m-%d %H:%M:%S",
+                                  time.localtime(ring.word(c.C_CREATED_NS) / 1e9))
             owner = _owner_name(key)
             state = "alive" if alive else "no longer running"
             return f"created by pid {pid} (user {owner}) at {since}, creator {state}"
@@ -167,7 +168,8 @@ class Ring:
         self.has_data = data
         # memoryview item access is several times faster than numpy scalars on the hot path
         self.q = memoryview(self._buf)[: lay.meta_nwords * 8].cast("q")
-        self.headers = np.ndarray((lay.hdr_nbufs, lay.hdr_size), np.uint8, self._buf, lay.hdr_offset)
+        self.headers = np.ndarray((lay.hdr_nbufs, lay.hdr_size), np.uint8, self._buf,
+                                  lay.hdr_offset)
         #: per-block views made once, indexed on the hot path (empty without ``data``)
         self.block_views: list[np.ndarray] = []
         if data:
@@ -186,7 +188,8 @@ class Ring:
         with mmap.mmap(self.fd, head_nbytes, prot=mmap.PROT_READ) as head:
             words = np.frombuffer(head, np.int64).copy()
         if words[c.C_MAGIC] != c.MAGIC:
-            raise RingLayoutMismatch(f"ring {self.key}: not a ringpipe ring (or still being created)")
+            raise RingLayoutMismatch(
+                f"ring {self.key}: not a ringpipe ring (or still being created)")
         if words[c.C_VERSION] != c.VERSION:
             raise RingLayoutMismatch(
                 f"ring {self.key}: protocol version {words[c.C_VERSION]}, this ringbuf speaks "
@@ -205,12 +208,14 @@ class Ring:
 
     def _mlock(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
+        assert self._buf is not None
         addr = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
         if libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(self.layout.total_nbytes)) != 0:
             err = ctypes.get_errno()
             raise RingPermissionError(
                 f"ring {self.key}: mlock of {self.layout.total_nbytes} bytes failed "
-                f"({os.strerror(err)}); raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=) or drop --lock"
+                f"({os.strerror(err)}); raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=) "
+                "or drop --lock"
             )
 
     # --------------------------------------------------------------------------- plumbing

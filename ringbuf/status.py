@@ -26,7 +26,7 @@ def snapshot(key: str | int) -> dict[str, Any]:
         q, lay = ring.q, ring.layout
         filled = q[c.C_W_FILLED]
         writer_alive = ring.writer_alive()
-        readers = []
+        readers: list[dict[str, Any]] = []
         for slot in range(lay.nreaders):
             base = c.reader_base(slot)
             alive = ring.reader_alive(slot)
@@ -69,7 +69,8 @@ def snapshot(key: str | int) -> dict[str, Any]:
             "fill_blocks": lag,
             "fill_fraction": lag / lay.nbufs,
             "transfer": _current_transfer(ring),
-            "orphan": not creator_alive and not writer_alive and not any(r["alive"] for r in readers),
+            "orphan": (not creator_alive and not writer_alive
+                       and not any(r["alive"] for r in readers)),
         }
 
 
@@ -80,8 +81,10 @@ def current_header(key: str | int) -> DadaHeader:
         if xfer_id < 0:
             raise RingBufError(f"ring {ring.key}: no transfer has started yet")
         if ring.word(ring.xfer_record(xfer_id) + c.X_ID) != xfer_id:
-            raise RingBufError(f"ring {ring.key}: transfer {xfer_id} is no longer in the header ring")
-        return DadaHeader.from_bytes(ring.header_bytes(xfer_id), f"ring {ring.key} transfer {xfer_id}")
+            raise RingBufError(
+                f"ring {ring.key}: transfer {xfer_id} is no longer in the header ring")
+        return DadaHeader.from_bytes(ring.header_bytes(xfer_id),
+                                     f"ring {ring.key} transfer {xfer_id}")
 
 
 def _current_transfer(ring: Ring) -> dict[str, Any] | None:

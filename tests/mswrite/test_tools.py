@@ -57,8 +57,9 @@ def test_taql(sky, require_tool):
     nrow, nflag, amax = taql_values(taql, "select gcount() as nrow, gntrue(FLAG) as nflag, "
                                     f"gmax(abs(DATA)) as amax from {sky['full']}")
     assert int(nrow) == NROW and int(nflag) == 0 and abs(float(amax) - 1.5) < 1e-5
-    wmin, nflag, amax_flagged = taql_values(taql, "select gmin(WEIGHT_SPECTRUM), gntrue(FLAG), "
-                                            f"gsum(sum(iif(FLAG, abs(DATA), 0.))) from {sky['dropped']}")
+    wmin, nflag, amax_flagged = taql_values(
+        taql, "select gmin(WEIGHT_SPECTRUM), gntrue(FLAG), "
+        f"gsum(sum(iif(FLAG, abs(DATA), 0.))) from {sky['dropped']}")
     assert float(wmin) == 0 and int(nflag) > 0 and float(amax_flagged) == 0
     corr = taql_values(taql, f"select CORR_TYPE from {sky['full']}/POLARIZATION")
     assert corr == ["[9,", "10,", "11,", "12]"]

@@ -11,9 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from ringbuf import RingWriter, destroy_ring
+from ringbuf.cli import cli, files, rings, tools
 from ringbuf.errors import RingPermissionError
-from ringbuf.cli import cli
-from ringbuf.cli import files, rings, tools
 
 for module in (rings, tools, files):
     module.register(cli)
@@ -26,10 +25,12 @@ def run(*args):
 def test_create_status_list_destroy(key):
     try:
         # created by a process that then exits: an orphan until someone attaches
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "ringbuf"), "create", "-k", key,
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "ringbuf"),
+                        "create", "-k", key,
                         "-b", "8192", "-n", "4", "-r", "2", "--page"], check=True, timeout=30)
         assert _listed(key)["orphan"] is True and _listed(key)["creator_alive"] is False
-        with RingWriter(key, timeout=5) as writer, writer.open_transfer({"SOURCE": "J0437-4715"}) as x:
+        with RingWriter(key, timeout=5) as writer, \
+                writer.open_transfer({"SOURCE": "J0437-4715"}) as x:
             x.write(b"z" * 8192 * 2)
             status = json.loads(run("status", "-k", key, "--json").output)
             assert status["nbufs"] == 4 and status["bufsz"] == 8192 and status["nreaders"] == 2
@@ -96,7 +97,8 @@ def test_pair_from_config(key_factory, tmp_path):
     finally:
         assert run("destroy-pair", "--config", config).exit_code == 0
     bad = tmp_path / "bad.hdr"
-    bad.write_text(f"DATA_KEY {dk}\nWEIGHTS_KEY {dk}\nDB_NBUFS 4\nDB_BUFSZ x\nWB_NBUFS 5\nWB_BUFSZ 1\n")
+    bad.write_text(f"DATA_KEY {dk}\nWEIGHTS_KEY {dk}\nDB_NBUFS 4\nDB_BUFSZ x\n"
+                   "WB_NBUFS 5\nWB_BUFSZ 1\n")
     result = CliRunner().invoke(cli, ["create-pair", "--config", str(bad)])
     assert result.exit_code == 1
     assert "DB_BUFSZ 'x' is not an integer" in result.output

@@ -11,9 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from ringbuf import RingLayout, RingReader, RingWriter, create_ring, destroy_ring
+from ringbuf import RingLayout, RingReader, RingWriter, create_ring, destroy_ring, shm
 from ringbuf import control as c
-from ringbuf import shm
 from ringbuf.errors import WriterDied
 from ringbuf.patterns import ramp_errors
 from ringbuf.ring import Ring

@@ -41,7 +41,8 @@ def test_all_is_sorted_and_complete():
     assert all(hasattr(ringbuf, name) for name in ringbuf.__all__)
     errors = importlib.import_module("ringbuf.errors")
     for name, value in vars(errors).items():
-        if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == errors.__name__:
+        if (isinstance(value, type) and issubclass(value, Exception)
+                and value.__module__ == errors.__name__):
             assert name in ringbuf.__all__, name
 
 
@@ -75,8 +76,8 @@ def test_file_ring_pair_reader_and_viewer_producers_are_segment_producers(tmp_pa
     pytest.importorskip("mypy", reason="mypy is not installed")
     source = tmp_path / "usage.py"
     source.write_text(USAGE)
-    result = subprocess.run([sys.executable, "-m", "mypy", "--follow-imports=silent", "--ignore-missing-imports",
-                             "--no-incremental",
+    result = subprocess.run([sys.executable, "-m", "mypy", "--follow-imports=silent",
+                             "--ignore-missing-imports", "--no-incremental",
                              "--cache-dir", str(tmp_path / "cache"), str(source)],
                             capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
