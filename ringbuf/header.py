@@ -106,27 +106,6 @@ class DadaHeader(Mapping[str, str]):
             raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
         return cls.from_bytes(data, source=str(path))
 
-    @classmethod
-    def read_dada(cls, path: str | os.PathLike[str]) -> DadaHeader:
-        """Read the header at the start of a ``.dada`` file, honouring its HDR_SIZE."""
-        path = Path(path)
-        try:
-            with open(path, "rb") as fh:
-                first = fh.read(DEFAULT_HDR_SIZE)
-                header = cls.from_bytes(first, source=str(path))
-                hdr_size = header.hdr_size
-                if hdr_size > DEFAULT_HDR_SIZE:
-                    fh.seek(0)
-                    first = fh.read(hdr_size)
-                    header = cls.from_bytes(first, source=str(path))
-        except OSError as exc:
-            raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
-        if len(first) < hdr_size:
-            raise HeaderError(
-                f"{path}: truncated header: file has {len(first)} bytes, HDR_SIZE is {hdr_size}"
-            )
-        return header
-
     # ----------------------------------------------------------------------------- output
     @property
     def text(self) -> str:
