@@ -29,9 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ringbuf import RingLayout, create_ring, destroy_ring
-from ringbuf.player import play
-from ringbuf.recorder import record
+from ringbuf import RingLayout, create_ring, destroy_ring, play, record
 
 REPO = Path(__file__).resolve().parents[1]
 RINGBUF = [sys.executable, "-c", "from ringbuf.cli import main; main()"]
