@@ -170,6 +170,7 @@ class RingPairReader(_PairClient[RingReader]):
     """A guaranteed reader of both rings of a pair."""
 
     client = RingReader
+    _transfer: PairReadTransfer | None = None
 
     @property
     def stop(self) -> threading.Event | None:
@@ -181,9 +182,16 @@ class RingPairReader(_PairClient[RingReader]):
         self.data.stop = self.weights.stop = event
 
     def open_transfer(self, timeout: float | None = -1.0) -> PairReadTransfer:
-        """Wait for the next transfer of both rings (the rest of an unfinished one is skipped)."""
-        return PairReadTransfer(self.data.open_transfer(timeout),
-                                self.weights.open_transfer(timeout))
+        """Wait for the next transfer of both rings.
+
+        The rest of an unfinished previous transfer is drained first, both rings in step,
+        after giving back what it held.
+        """
+        if self._transfer is not None and not self._transfer.finished:
+            self._transfer.drain()
+        self._transfer = PairReadTransfer(self.data.open_transfer(timeout),
+                                          self.weights.open_transfer(timeout))
+        return self._transfer
 
 
 class PairReadTransfer:

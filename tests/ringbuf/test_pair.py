@@ -238,3 +238,28 @@ def test_a_lapped_viewer_gets_what_is_left_and_counts_the_rest(key_factory):
         assert got == [6, 7, 8, 9] and follow.missed_segments == 6
     finally:
         destroy_ring_pair(*keys)
+
+
+def test_the_next_transfer_drains_the_rest_of_one_left_holding_segments(pair):
+    import threading
+
+    def write():
+        with RingPairWriter(*pair, timeout=10) as writer:
+            for name in ("first", "second"):
+                with writer.open_transfer({"NAME": name}, {"NAME": name}) as px:
+                    for value in range(3):
+                        with px.open_segment() as seg:
+                            seg.data[:] = value
+                            seg.weights[:] = 100 + value
+
+    thread = threading.Thread(target=write)
+    with RingPairReader(*pair, timeout=10) as reader:
+        thread.start()
+        first = reader.open_transfer()
+        assert first.next_segment() is not None and first.held == 1  # left holding it
+        second = reader.open_transfer()
+        assert first.finished and first.held == 0
+        assert second.data_header["NAME"] == "second"
+        assert [int(s.data[0]) for s in second] == [0, 1, 2]
+    thread.join(10)
+    assert not thread.is_alive()
