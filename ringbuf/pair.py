@@ -286,7 +286,7 @@ class PairReadTransfer:
         for block in blocks:
             if block is not None:
                 self._unpaired.append(block)
-        if not self.held:  # nothing read before it waits: give it back now
+        if not self.held:  # no earlier segment waits to be cleared first: give it back now
             self.clear_held()
         died = [e for e in ends if isinstance(e, WriterDied)]
         if died:
