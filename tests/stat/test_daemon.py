@@ -18,9 +18,10 @@ from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_p
 from ringbuf.segment import Segment
 from services.common.control import ControlClient
 from services.demo.processes import Process, daemon_env
-from services.stat.compute import StatConfig, compute_segment
-from services.stat.generate import BeamSpec, generate_heaps, pst_headers
 from services.formats.pst import PstLayout
+from services.stat.compute import compute_segment
+from services.stat.config import StatConfig
+from services.stat.generate import BeamSpec, generate_heaps, pst_headers
 from services.stat.publish import subscribe
 from services.stat.service import output_path
 
@@ -113,7 +114,7 @@ def test_autonomous_daemon_writes_pst_files_with_offline_numbers(workdir, pair):
             assert path == output_path(workdir, data_header, obs_offset, number)
             data, weights = generate_heaps(layout, spec, block * HEAPS_PER_BLOCK, HEAPS_PER_BLOCK)
             expected = compute_segment(Segment(data, weights, obs_offset, 0, data_header, weights_header),
-                                       StatConfig(4, 1024, 256))
+                                       StatConfig(req_time_bins=4))
             np.testing.assert_array_equal(f["HISTOGRAM_1D_FREQ_AVG"][...], expected.histogram_1d_freq_avg)
             np.testing.assert_array_equal(f["MEAN_SPECTRUM"][...], expected.mean_spectrum)
             np.testing.assert_array_equal(f["SPECTROGRAM"][...], expected.spectrogram)

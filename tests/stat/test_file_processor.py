@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from ringbuf.header import DadaHeader
 from ringbuf.segment import Segment
+from services.formats.pst import PstLayout
 from services.stat.compute import compute_segment
+from services.stat.config import stat_config
 from services.stat.file_processor import default_output, main
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers, write_pair
-from services.formats.pst import PstLayout
 
 SPEC = BeamSpec(sigma=15.0, tones={7: 30.0}, clip_fraction=0.001, nan_packets=frozenset({4}))
 NAME = "2023-02-14-22:15:37_0000000000000000_000000"
@@ -31,7 +32,7 @@ def expected(nheap: int, first: int = 0, **kw):
     layout = PstLayout.from_headers(data_h, weights_h)
     data, weights = generate_heaps(layout, SPEC, first, nheap)
     return compute_segment(Segment(data, weights, first * layout.data_heap_stride, 0,
-                                   data_h, weights_h))
+                                   data_h, weights_h), stat_config(data_h))
 
 
 def assert_file_matches(path: Path, result) -> None:
