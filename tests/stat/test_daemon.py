@@ -21,7 +21,7 @@ from services.demo.processes import Process, daemon_env
 from services.formats.pst import PstLayout
 from services.stat.compute import compute_segment
 from services.stat.config import StatConfig
-from services.stat.generate import BeamSpec, generate_heaps, pst_headers
+from services.stat.generate import BeamSpec, generate_heaps, pst_headers, write_pair
 from services.stat.publish import subscribe
 from services.stat.service import output_path
 
@@ -204,3 +204,92 @@ def test_writer_death_is_counted_and_the_next_transfer_is_sampled(workdir, pair)
     finally:
         writer.kill()
         stop(proc)
+
+
+def wait_for(client, counter, at_least, timeout=20):
+    deadline = time.monotonic() + timeout
+    while (value := client.request("status")["counters"][counter]) < at_least:
+        assert time.monotonic() < deadline, f"{counter} stayed at {value}"
+        time.sleep(0.2)
+    return value
+
+
+def test_scalar_publishing_survives_deconfigure_and_reset(workdir, pair):
+    """Defect 3: the scalar socket lives as long as the beam configuration, not the process."""
+    dk, wk, data_header, weights_header, layout = pair
+    proc = start_daemon(workdir, dk, wk)
+    messages = []
+    try:
+        with ControlClient(str(workdir / "ctl.sock")) as client:
+            assert client.request("configure_beam")["ok"]
+            assert (workdir / "pub.sock").is_socket()
+            assert client.request("deconfigure_beam")["ok"]
+            assert not (workdir / "pub.sock").exists()
+            assert client.request("configure_beam")["ok"]
+            assert client.request("reset")["ok"]
+            assert client.request("configure_beam")["ok"]
+            assert client.request("configure_scan", {"EB_ID": "eb-test-1"})["ok"]
+            assert client.request("start_scan", {"SCAN_ID": 42})["ok"]
+
+            def listen():
+                for message in subscribe(workdir / "pub.sock", 20):
+                    messages.append(message)
+                    return
+
+            listener = threading.Thread(target=listen, daemon=True)
+            listener.start()
+            time.sleep(0.3)
+            write_blocks(dk, wk, data_header, weights_header, layout, 2, BeamSpec(), pause=0.5)
+            listener.join(20)
+            assert wait_for(client, "published_total", 1) >= 1
+            assert client.request("end_scan")["ok"]
+    finally:
+        stop(proc)
+    assert len(messages) == 1
+    assert messages[0]["scan_id"] == "42"
+    assert messages[0]["real_pol_a_num_clipped_samples"] >= 0
+    assert Path(messages[0]["file"]).is_file()
+
+
+def test_live_and_offline_bin_one_recording_alike(workdir, pair):
+    """Defect 6: STAT_* keys are the data header's under the configuration, live and offline.
+
+    The recording's header asks for 4 time and 5 frequency bins; the configuration overrides
+    the time bins (8) and leaves the frequency bins to the header, in both tools.
+    """
+    dk, wk, _, _, layout = pair
+    data_header, weights_header = pst_headers(
+        "mid", NCHAN=555, SCAN_ID=42, EB_ID="eb-test-1", STAT_REQ_TIME_BINS=4,
+        STAT_REQ_FREQ_BINS=5, UTC_START="2023-02-14-22:15:37", OBS_OFFSET=0)
+    spec = BeamSpec(sigma=9.0, tones={30: 20.0}, seed=3)
+    proc = start_daemon(workdir, dk, wk)
+    try:
+        with ControlClient(str(workdir / "ctl.sock")) as client:
+            assert client.request("configure_beam")["ok"]
+            assert client.request("configure_scan", {"STAT_REQ_TIME_BINS": 8})["ok"]
+            assert client.request("start_scan", {"SCAN_ID": 42})["ok"]
+            time.sleep(0.3)
+            write_blocks(dk, wk, data_header, weights_header, layout, 3, spec, pause=0.6)
+            wait_for(client, "segments_total", 2)
+            assert client.request("end_scan")["ok"]
+    finally:
+        stop(proc)
+    live = sorted((workdir / "product" / "eb-test-1" / "pst-mid" / "42" / "monitoring_stats")
+                  .glob("*.h5"))
+    assert len(live) >= 2
+
+    recording = workdir / "rec"
+    write_pair(recording, data_header, weights_header, 3 * HEAPS_PER_BLOCK, spec)
+    out = subprocess.run(
+        [str(BIN / "stat-file-processor"), str(recording / "data"), "--segment-heaps",
+         str(HEAPS_PER_BLOCK), "-o", "STAT_REQ_TIME_BINS=8", "--output", str(workdir / "off")],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    offline = {p.name.split("_")[1]: p for p in (workdir / "off").glob("*.h5")}
+    assert len(offline) == 3
+    for path in live:
+        with h5py.File(path) as f, h5py.File(offline[path.name.split("_")[1]]) as g:
+            assert (f["HEADER"][0]["NDAT_DS"], f["HEADER"][0]["NCHAN_DS"]) == (8, 5)
+            assert (g["HEADER"][0]["NDAT_DS"], g["HEADER"][0]["NCHAN_DS"]) == (8, 5)
+            for name in ("SPECTROGRAM", "TIMESERIES", "MEAN_SPECTRUM", "HISTOGRAM_1D_FREQ_AVG"):
+                np.testing.assert_array_equal(f[name][()], g[name][()], err_msg=name)
