@@ -41,11 +41,6 @@ UNKNOWN = "unknown"
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stat-pol-b")
 
 
-def load_kernels() -> None:
-    """Import the numba kernels now (a daemon does it at start, not on its first segment)."""
-    from services.stat import kernels  # noqa: F401
-
-
 class SegmentError(RingBufError, ValueError):
     """A segment cannot be processed (no whole heap, or data and weights heap counts differ)."""
 
@@ -443,3 +438,21 @@ def compute_segment(segment: Segment, config: StatConfig,
     computer = StatComputer(inputs, segment_heaps(inputs, segment), config)
     computer.add(segment.data, segment.weights)
     return computer.result(segment.obs_offset)
+
+
+def warm_up() -> None:
+    """Load (or compile) the kernels for 8- and 16-bit data on a one-channel heap.
+
+    A daemon calls this at start so its first segment is not delayed by numba.
+    """
+    for nbit in (8, 16):
+        layout = PstLayout(nchan=1, nbit=nbit, udp_nsamp=1, udp_nchan=1, wt_nsamp=1,
+                           weights_nbit=16, packet_scales_size=4, packet_weights_size=2)
+        inputs = StatInputs(layout=layout, tsamp=1.0, bytes_per_second=1.0, freq=1.0, bw=1.0,
+                            start_chan=0, picoseconds=0, mask=np.zeros(1, bool), eb_id=UNKNOWN,
+                            telescope=UNKNOWN, scan_id=0, beam_id=UNKNOWN, utc_start=UNKNOWN,
+                            data_source="warm-up", weights_source="warm-up")
+        computer = StatComputer(inputs, 1, StatConfig())
+        computer.add(np.zeros(layout.data_heap_stride, np.uint8),
+                     np.zeros(layout.weights_heap_stride, np.uint8))
+        computer.result(0)

@@ -36,7 +36,7 @@ from ringbuf import (
     Timeout,
 )
 from services.common.lifecycle import Refused, Service, StartScanConfig
-from services.stat.compute import StatResult, load_kernels
+from services.stat.compute import StatResult, warm_up
 from services.stat.config import StatBeamConfig, StatDaemonConfig, StatScanConfig
 from services.stat.counters import BadSegment, StatCounters
 from services.stat.processor import StatProcessor
@@ -80,7 +80,8 @@ class StatService(Service):
     def __init__(self, config: StatDaemonConfig) -> None:
         super().__init__(config, StatCounters())
         self.counters: StatCounters
-        load_kernels()
+        # numba loads (or compiles) the kernels now, not on the first segment of a scan
+        threading.Thread(target=warm_up, name="stat-warm-up", daemon=True).start()
         self.publish_socket = config.publish_socket
         self.viewer: RingPairViewer | None = None
         self.scalar_socket: ScalarSocket | None = None  # lives as long as the beam configuration

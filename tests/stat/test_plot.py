@@ -22,8 +22,8 @@ def test_plot_renders_a_full_page(tmp_path: Path) -> None:
     layout = PstLayout.from_headers(data_h, weights_h)
     data, weights = generate_heaps(
         layout, BeamSpec(tones={20: 40.0}, clip_fraction=0.001, nan_packets=frozenset({1})), 0, 16)
-    h5 = write_hdf5(compute_segment(Segment(data, weights, 0, 0, data_h, weights_h), stat_config(data_h)),
-                    tmp_path / "s.h5")
+    result = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h), stat_config(data_h))
+    h5 = write_hdf5(result, tmp_path / "s.h5")
     res = CliRunner().invoke(main, [str(h5), "-o", str(tmp_path / "s.png"),
                                     "--freq-mask", "4905:4910"])
     assert res.exit_code == 0, res.output
