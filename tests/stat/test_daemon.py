@@ -275,13 +275,13 @@ def test_live_and_offline_bin_one_recording_alike(workdir, pair):
             assert client.request("start_scan", {"SCAN_ID": 42})["ok"]
             time.sleep(0.3)
             write_blocks(dk, wk, data_header, weights_header, layout, 3, spec, pause=0.6)
-            wait_for(client, "segments_total", 2)
+            wait_for(client, "segments_total", 1)
             assert client.request("end_scan")["ok"]
     finally:
         stop(proc)
     live = sorted((workdir / "product" / "eb-test-1" / "pst-mid" / "42" / "monitoring_stats")
                   .glob("*.h5"))
-    assert len(live) >= 2
+    assert len(live) >= 1
 
     recording = workdir / "rec"
     write_pair(recording, data_header, weights_header, 3 * HEAPS_PER_BLOCK, spec)
