@@ -298,3 +298,24 @@ def test_live_and_offline_bin_one_recording_alike(workdir, pair):
             assert (g["HEADER"][0]["NDAT_DS"], g["HEADER"][0]["NCHAN_DS"]) == (8, 5)
             for name in ("SPECTROGRAM", "TIMESERIES", "MEAN_SPECTRUM", "HISTOGRAM_1D_FREQ_AVG"):
                 np.testing.assert_array_equal(f[name][()], g[name][()], err_msg=name)
+
+
+def test_bad_stat_key_in_the_transfer_header_skips_it_with_one_line(workdir, pair):
+    """Defect 6, live: a STAT_* key of the data header is validated like a configured one."""
+    dk, wk, _, _, layout = pair
+    data_header, weights_header = pst_headers("mid", NCHAN=555, SCAN_ID=42, EB_ID="eb-test-1",
+                                              STAT_NREBIN=0)
+    proc = start_daemon(workdir, dk, wk, "--autonomous")
+    try:
+        time.sleep(0.3)
+        write_blocks(dk, wk, data_header, weights_header, layout, 2, BeamSpec(), pause=0.3)
+        with ControlClient(str(workdir / "ctl.sock")) as client:
+            assert wait_for(client, "bad_segments_invalid_total", 1) == 1
+            counters = client.request("status")["counters"]
+            assert counters["segments_total"] == 0 and counters["transfers_total"] == 1
+    finally:
+        stop(proc)
+    lines = [line for line in proc.output().splitlines() if "skipped" in line]
+    assert len(lines) == 1
+    assert "STAT_NREBIN '0' (data header" in lines[0] and "must be positive" in lines[0]
+    assert not list(workdir.rglob("*.h5"))
