@@ -8,11 +8,14 @@ State machine (the framework's SKA PST lifecycle)::
          --end_scan--> ScanConfigured ... --deconfigure_*--> Idle
 
 While scanning, every STAT_PROC_DELAY_MS the service takes the latest complete segment (block
-*i* of both rings), copies it out, checks the writer did not overwrite it meanwhile, computes
-every statistic, writes one HDF5 file named as SKA PST names them, and publishes the scalar
-statistics. It is a viewer: it never slows the writer. A bad segment is counted and skipped;
-the end of the transfer (or its writer dying) ends the scan loop (autonomous mode: it goes
-back to waiting for the next transfer).
+*i* of both rings), copies it out, checks the writer did not overwrite it meanwhile, and hands
+it to the transfer's :class:`~services.stat.processor.StatProcessor` (built on the first
+segment: headers parsed and STAT_* keys resolved once per transfer), which computes every
+statistic, writes one HDF5 file named as SKA PST names them, and publishes the scalar
+statistics to the subscribers of STAT_PUBLISH_SOCKET (open while a beam is configured). It is
+a viewer: it never slows the writer. A bad segment is counted and skipped; a transfer whose
+headers are bad is skipped whole (one log line); the end of the transfer (or its writer dying)
+ends the scan loop (autonomous mode: it goes back to waiting for the next transfer).
 """
 
 from __future__ import annotations
