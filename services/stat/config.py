@@ -57,7 +57,8 @@ def header_layer(header: DadaHeader) -> tuple[str, dict[str, str]]:
         if key in header:
             tokens = header.get_str(key).split()
             values[key] = tokens[0] if tokens else ""
-    origin = f"data header {header.source}" if header.source else "data header"
+    named = header.source not in ("", "header")  # "header": DadaHeader's default source
+    origin = f"data header {header.source}" if named else "data header"
     return origin, values
 
 
