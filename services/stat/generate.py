@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def pst_headers(profile: str = "low", **overrides: object) -> tuple[DadaHeader, 
     ``overrides`` (e.g. ``NCHAN=48``, ``FREQ_MASK="90:91"``) apply to the data header; the
     layout keys shared with the weights header, RESOLUTION and BYTES_PER_SECOND follow them.
     """
-    keys = {**COMMON, **PROFILES[profile], **overrides}
+    keys: dict[str, Any] = {**COMMON, **PROFILES[profile], **overrides}
     keys["END_CHANNEL"] = int(keys["START_CHANNEL"]) + int(keys["NCHAN"])
     nbit, nchan = int(keys["NBIT"]), int(keys["NCHAN"])
     keys["NPOL"], keys["NDIM"] = 2, 2

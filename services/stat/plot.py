@@ -126,8 +126,8 @@ EXAMPLES = """
 Example:
 
 \b
-  stat-plot stat/2023-02-14-22:15:37_0000000000000000_000000.h5 -o summary.png
-  stat-plot stats.h5 -o summary.png --freq-mask 4910:4915
+  stat-plot stat/2023-02-14-22:15:37_0000000000000000_000000.h5 --output summary.png
+  stat-plot stats.h5 --output summary.png --freq-mask 4910:4915
 """
 
 
