@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench tools clean
+.PHONY: demo test check bench tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,17 @@ tools:
 demo: $(STAMP)
 	$(BIN)/python -m services.demo
 
-test: $(STAMP) tools
+# The shape checks CI enforces: lint (settings in pyproject.toml), types, then the suite
+# (tests/test_layers.py holds the import-layer rules).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy ringbuf services
+
+test: $(STAMP) tools check
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

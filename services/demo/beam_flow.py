@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -19,7 +20,7 @@ from ringbuf import RingLayout
 from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.stat.hdf5_schema import DATASETS
 
-SHAPE = {  # a small SKA-Low-like beam: 432 channels, 16-bit, PST packets of 24 ch x 32 samples
+SHAPE: dict[str, Any] = {  # a small SKA-Low-like beam: 432 channels, 16-bit, PST packets of 24 ch x 32 samples
     "NCHAN": 432, "NBIT": 16, "UDP_NCHAN": 24, "UDP_NSAMP": 32, "WT_NSAMP": 32,
     "TSAMP": 207.36, "FREQ": 87.5, "BW": 1.5625, "TELESCOPE": "SKALow",
     "EB_ID": "eb-demo-20261121-00001", "BEAM_ID": 1, "SOURCE": "J0437-4715",

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 CARD, BLOCK = 80, 2880
 
 
-def read_image(path: str | Path) -> tuple[dict[str, object], np.ndarray]:
+def read_image(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
     """(header, 2-D image) of a FITS primary HDU (extra axes of length 1 dropped)."""
     raw = Path(path).read_bytes()
-    header: dict[str, object] = {}
+    header: dict[str, Any] = {}
     pos = 0
     while True:
         card = raw[pos : pos + CARD].decode("ascii")
