@@ -10,5 +10,6 @@ One module per job:
 * :mod:`~services.common.options` -- the shared click options of every daemon
 * :mod:`~services.common.systemd`, :mod:`~services.common.logging` -- sd_notify, one-line logs
 * :mod:`~services.common.ctl` -- ``svc-ctl``
-* :mod:`~services.common.testing` -- ``svc-demo``, a ring-less demo daemon for tests and docs
+* :mod:`~services.common.processes` -- start, drive and stop daemons as real processes (the
+  demo, the end-to-end tests and the benchmarks)
 """

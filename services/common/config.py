@@ -35,9 +35,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ringbuf import normalise_key, pair_keys
 from ringbuf.errors import HeaderError
 from ringbuf.header import DadaHeader
-from ringbuf import normalise_key, pair_keys
 
 ENV_PREFIX = "RINGPIPE_"
 _META = "ringpipe.setting"
@@ -400,7 +400,8 @@ class DaemonConfig(Config):
 
 @dataclass(frozen=True, kw_only=True)
 class RingPairConfig(Config):
-    """The data + weights ring pair a service attaches to, spelt as ``ringbuf create-pair`` reads it.
+    """The data + weights ring pair a service attaches to, spelt as ``ringbuf create-pair``
+    reads it.
 
     A service's beam (or daemon) config extends this one and calls ``super().check()``.
     """

@@ -61,28 +61,50 @@ class DaemonOptions:
 
         ``-o`` keys must be read by ``config_type`` or by one of ``service_type``'s command
         configs (beam, scan, start), so a misspelt key is an error, not silently ignored.
+        In autonomous mode the daemon configures beam and scan from this same config, so
+        ``service_type``'s beam and scan configs are built here too: a bad or missing key
+        stops the daemon before it starts, not in its first configure_beam/configure_scan.
         """
         try:
             source = self.source()
-            known = set(config_type.keys())
-            if service_type is not None:
-                for command_type in (
-                    service_type.beam_config,
-                    service_type.scan_config,
-                    service_type.start_config,
-                ):
-                    known.update(command_type.keys())
-            unknown = source.unknown_keys(known)
-            try:
-                config = build_config(config_type, source)
-            except ConfigError as exc:
-                raise ConfigError(exc.where, unknown + exc.problems) from None
-            if unknown:
-                raise ConfigError(source.describe(), unknown)
+            config = _build(config_type, source, service_type)
         except HeaderError as exc:
             raise click.ClickException(str(exc)) from None
         setup_logging(config.log_level or None)
         return config
+
+
+def _build(config_type: type[C], source: ConfigSource, service_type: type[Service] | None) -> C:
+    """``config_type`` from ``source``, checked as :meth:`DaemonOptions.load` describes."""
+    command_types = () if service_type is None else (
+        service_type.beam_config, service_type.scan_config, service_type.start_config)
+    known = set(config_type.keys()).union(*(t.keys() for t in command_types))
+    problems = source.unknown_keys(known)
+    config: C | None = None
+    try:
+        config = build_config(config_type, source)
+    except ConfigError as exc:
+        problems += exc.problems
+    if _mode(source) is Mode.AUTONOMOUS:
+        for command_type in command_types[:2]:  # start_scan does not run in autonomous mode
+            try:
+                build_config(command_type, source)
+            except ConfigError as exc:
+                problems += exc.problems
+    if problems or config is None:
+        raise ConfigError(source.describe(), list(dict.fromkeys(problems)))  # once each
+    return config
+
+
+def _mode(source: ConfigSource) -> Mode | None:
+    """The mode ``source`` asks for (None if it cannot say), also when other keys are bad."""
+    found = source.lookup("MODE")
+    if found is None:
+        return Mode.MANAGED
+    try:
+        return Mode(str(found[0]).strip().lower())
+    except ValueError:
+        return None
 
 
 def daemon_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from services.demo.beam_flow import BeamParams, BeamReport, run_beam_flow
-from services.demo.processes import ProcessGroup
+from services.common.processes import ProcessGroup
 from services.demo.vis_flow import VisParams, VisReport, run_vis_flow
 
 

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from ringbuf import RingLayout
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.stat.hdf5_schema import DATASETS
 
 SHAPE: dict[str, Any] = {  # a small SKA-Low-like beam: 432 channels, 16-bit, PST packets of 24 ch x 32 samples

@@ -18,7 +18,7 @@ from casacore.tables import table
 
 from ringbuf import RingLayout
 from services.demo.fits import read_image
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import pytest
 from casacore.tables import table
 
 from services.demo.beam_flow import BeamParams, beam_options, send, start_beam_chain
-from services.demo.processes import ProcessGroup, options, tool
+from services.common.processes import ProcessGroup, options, tool
 from services.demo.vis_flow import VisParams, simulate, start_vis_chain, wait_for_ms
 
 pytestmark = pytest.mark.timeout(300)

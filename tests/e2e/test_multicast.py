@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ringbuf import RingLayout, RingPairReader
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.demo.vis_flow import VisParams, simulate
 from services.senders.emu_send import read_ms
 

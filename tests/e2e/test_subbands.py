@@ -12,7 +12,7 @@ from casacore.tables import table
 from ringbuf import RingLayout
 from ringbuf.header import DadaHeader
 from ringbuf.pairconfig import pair_config
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.demo.vis_flow import wait_for_ms
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
