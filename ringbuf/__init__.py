@@ -17,6 +17,7 @@ from ringbuf.errors import (
 )
 from ringbuf.header import DadaHeader
 from ringbuf.layout import RingLayout
+from ringbuf.logs import LOG_LEVELS, parse_level, setup_logging, toggle_debug
 from ringbuf.pair import (
     RingPairReader,
     RingPairViewer,
@@ -39,4 +40,5 @@ __all__ = [
     "RingViewer", "RingWriter", "Segment", "SegmentProducer", "Timeout", "WriterDied",
     "create_ring", "create_ring_pair", "destroy_ring", "destroy_ring_pair", "normalise_key",
     "pair_keys",
+    "LOG_LEVELS", "parse_level", "setup_logging", "toggle_debug",
 ]

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import click
 
+from ringbuf import LOG_LEVELS, setup_logging
 from ringbuf.errors import HeaderError
 from services.common.config import ConfigError, ConfigSource, DaemonConfig, Mode, build_config
 from services.common.lifecycle import Service
-from services.common.logging import LEVELS, setup_logging
 from services.common.runner import ExitCode
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def daemon_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "as RINGPIPE_<KEY>; -o wins over the environment, which wins over files.",
         ),
         click.option(
-            "--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
+            "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
             help="Log level (default: LOG_LEVEL key, else env RINGPIPE_LOG_LEVEL, else INFO).",
         ),
         click.option(

@@ -22,7 +22,8 @@ def read_image(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
             break
         if card[8:10] == "= ":
             text = card[10:].split("/")[0].strip()
-            header[card[:8].strip()] = text.strip("'").strip() if text.startswith("'") else _number(text)
+            quoted = text.startswith("'")
+            header[card[:8].strip()] = text.strip("'").strip() if quoted else _number(text)
     pos = -(-pos // BLOCK) * BLOCK
     shape = [int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1)]
     dtype = {-32: ">f4", -64: ">f8"}[int(header["BITPIX"])]

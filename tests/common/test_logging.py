@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from services.common.logging import OnelineFormatter, parse_level
+from ringbuf.logs import OnelineFormatter, parse_level
 
 
 def _record(msg: str, exc_info=None, **extra) -> logging.LogRecord:
@@ -54,7 +54,7 @@ def test_parse_level(monkeypatch):
 def test_uncaught_exceptions_are_logged_as_one_record_each():
     code = (
         "import threading, logging\n"
-        "from services.common.logging import setup_logging\n"
+        "from ringbuf import setup_logging\n"
         "setup_logging()\n"
         "logging.getLogger('t').debug('hidden')\n"
         "t = threading.Thread(target=lambda: 1 / 0, name='worker'); t.start(); t.join()\n"
