@@ -140,11 +140,11 @@ def run_beam_flow(group: ProcessGroup, params: BeamParams) -> BeamReport:
     ingest = group.status("svc-ingest-beam")["counters"]
     live = sorted((work / "live").rglob("*.h5"))
     run_tool([tool("stat-file-processor"), work / "rec" / "data", "--segment-heaps",
-              params.heaps_per_block, "-o", work / "offline", "--no-progress"], timeout=300)
+              params.heaps_per_block, "--output", work / "offline", "--no-progress"], timeout=300)
     offline = sorted((work / "offline").glob("*.h5"))
     compared, mismatches = compare_files(live, offline)
     report = BeamReport(ingest, stat, recorded, live, offline, compared, mismatches)
     if live:
         report.plot = work / "summary.png"
-        run_tool([tool("stat-plot"), live[len(live) // 2], "-o", report.plot], timeout=120)
+        run_tool([tool("stat-plot"), live[len(live) // 2], "--output", report.plot], timeout=120)
     return report

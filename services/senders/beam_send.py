@@ -248,7 +248,7 @@ Example:
 """)
 @click.option("-c", "--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
               help="KEY value config file (repeatable; later files win)")
-@click.option("-o", "--option", "overrides", multiple=True, metavar="KEY=VALUE",
+@click.option("-o", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config key (repeatable)")
 def main(config_files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     try:

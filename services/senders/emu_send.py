@@ -291,7 +291,7 @@ Example:
 @click.argument("ms", type=click.Path(exists=True, file_okay=False))
 @click.option("-c", "--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
               help="KEY value config file (repeatable; later files win)")
-@click.option("-o", "--option", "overrides", multiple=True, metavar="KEY=VALUE",
+@click.option("-o", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config key (repeatable)")
 def main(ms: str, config_files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     try:
