@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ringbuf import normalise_key, pair_keys
-from ringbuf.errors import HeaderError
 from ringbuf.header import DadaHeader
+from services.common.errors import ServiceError
 
 ENV_PREFIX = "RINGPIPE_"
 _META = "ringpipe.setting"
@@ -47,7 +47,7 @@ _FALSE = ("0", "false", "no", "off")
 C = TypeVar("C", bound="Config")
 
 
-class ConfigError(HeaderError):
+class ConfigError(ServiceError):
     """One or more configuration problems; ``problems`` lists each, naming its key."""
 
     def __init__(self, where: str, problems: Sequence[str]) -> None:

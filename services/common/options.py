@@ -68,7 +68,7 @@ class DaemonOptions:
         try:
             source = self.source()
             config = _build(config_type, source, service_type)
-        except HeaderError as exc:
+        except (HeaderError, ConfigError) as exc:  # a config file that cannot be read, bad keys
             raise click.ClickException(str(exc)) from None
         setup_logging(config.log_level or None)
         return config

@@ -26,6 +26,7 @@ from services.common.config import (
     ring_key,
     setting,
 )
+from services.common.errors import ServiceError
 from services.common.options import DaemonOptions
 from tests.common.demo_service import DemoConfig, DemoService
 
@@ -97,7 +98,7 @@ def test_all_problems_are_reported_at_once_naming_file_and_keys(tmp_path):
     assert f"ENABLED 'perhaps' ({path}): is not a boolean" in message
     assert f"COLOUR 'green' ({path}): is not one of red, blue" in message
     assert "KIND 'tape' (-o): must be one of vis, beam" in message
-    assert isinstance(err, HeaderError)
+    assert isinstance(err, ServiceError) and not isinstance(err, HeaderError)
 
 
 def test_cross_key_checks_run_after_every_key_parsed():
