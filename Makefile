@@ -12,11 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# OS tools some tests use (casacore-tools, wsclean, aoflagger, systemd-analyze); best effort.
+# OS tools some tests and the demo's imaging use (casacore-tools, wsclean, aoflagger,
+# systemd-analyze); best effort: without them the demo skips imaging and those tests skip.
 tools:
 	@bash scripts/install-tools.sh
 
-demo: $(STAMP)
+demo: $(STAMP) tools
 	$(BIN)/python -m services.demo
 
 # The shape checks CI enforces: lint (settings in pyproject.toml), types, then the suite

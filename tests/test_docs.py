@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,24 @@ def test_every_configurable_command_takes_dash_o():
     for name in ("svc-ingest", "svc-stat", "svc-mswrite", "svc-ctl", "emu-send", "beam-send"):
         assert any(p.opts == ["-o", "--set"] for p in commands[name].params), name
     assert [p.opts for p in commands["stat-plot"].params if "--output" in p.opts] == [["--output"]]
+
+
+def _make_dry_run(target: str) -> str:
+    result = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_readme_commands_build_everything_from_nothing():
+    # -B: as on a fresh clone, every prerequisite is rebuilt (venv, pip install, OS tools)
+    test, demo = _make_dry_run("test"), _make_dry_run("demo")
+    for out in (test, demo):
+        assert "-m venv .venv" in out and "pip install --quiet -e '.[test]'" in out
+        assert "scripts/install-tools.sh" in out  # the demo images with wsclean when it can
+    lines = test.splitlines()
+    checks = [".venv/bin/ruff check .", ".venv/bin/mypy ringbuf services",
+              ".venv/bin/python -m pytest -q"]
+    assert [line for line in lines if line in checks] == checks  # lint, types, then the suite
+    assert demo.splitlines()[-1] == ".venv/bin/python -m services.demo"
