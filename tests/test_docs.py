@@ -108,3 +108,59 @@ def test_readme_commands_build_everything_from_nothing():
               ".venv/bin/python -m pytest -q"]
     assert [line for line in lines if line in checks] == checks  # lint, types, then the suite
     assert demo.splitlines()[-1] == ".venv/bin/python -m services.demo"
+
+
+_TOPS = r"(?:ringbuf|services|tests|configs|systemd|scripts|benchmarks|docs|\.ci)"
+_PATH = re.compile(rf"(?<![\w/.-])({_TOPS}/[\w./@-]*)")
+_MODULE = re.compile(r"(?<![\w/.-])((?:ringbuf|services)(?:\.[a-z_][a-z0-9_]*)+)(?![\w/-])")
+_FILE_SUFFIXES = (".md", ".py", ".txt", ".hdr", ".service", ".sock", ".h5", ".ms", ".dada")
+
+
+def _doc_references(text: str) -> tuple[list[str], list[str], list[str]]:
+    """(repository paths, dotted module names, relative markdown links) mentioned in ``text``."""
+    paths, modules, links = [], [], []
+    for line in text.splitlines():
+        for match in _PATH.finditer(line):
+            if line[match.end():match.end() + 1] in ("<", "*", "{"):  # a pattern, not a path
+                continue
+            paths.append(match.group(1).rstrip(".,:;"))
+        modules += [m.group(1) for m in _MODULE.finditer(line)
+                    if not m.group(1).endswith(_FILE_SUFFIXES)]
+        links += [t for t in re.findall(r"\]\(([^)#\s]+)", line) if "://" not in t]
+    return paths, modules, links
+
+
+def _is_module_or_attribute(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):  # the longest prefix that is a module of this tree
+        path = ROOT.joinpath(*parts[:end])
+        if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+            if end == len(parts):
+                return True
+            module = importlib.import_module(".".join(parts[:end]))
+            return end + 1 == len(parts) and hasattr(module, parts[end])
+    return False
+
+
+def test_the_reference_finder_sees_paths_modules_and_links():
+    text = ("see `services/common/runner.py`, configs/<name>.hdr, services.common.config and "
+            "[the protocol](ringbuf.md); docs/ringbuf.md.")
+    assert _doc_references(text) == (["services/common/runner.py", "docs/ringbuf.md"],
+                                     ["services.common.config"], ["ringbuf.md"])
+    assert _is_module_or_attribute("ringbuf.logs.setup_logging")
+    assert not _is_module_or_attribute("services.common.testing")
+
+
+def test_docs_mention_only_files_that_exist():
+    docs = sorted([*ROOT.glob("docs/*.md"), ROOT / "README.md"])
+    assert len(docs) >= 10
+    missing, seen = [], 0
+    for doc in docs:
+        paths, modules, links = _doc_references(doc.read_text())
+        seen += len(paths) + len(modules) + len(links)
+        name = doc.relative_to(ROOT)
+        missing += [f"{name}: {p}" for p in paths if not (ROOT / p).exists()]
+        missing += [f"{name}: {m}" for m in modules if not _is_module_or_attribute(m)]
+        missing += [f"{name}: link {t}" for t in links if not (doc.parent / t).exists()]
+    assert seen > 50
+    assert missing == []

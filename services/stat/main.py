@@ -17,8 +17,8 @@ def main(options: DaemonOptions) -> None:
 
     \b
     Examples:
-      svc-stat --config configs/stat.hdr --autonomous
-      svc-stat --config configs/stat.hdr --socket /run/ringpipe/stat.sock
+      svc-stat -c configs/beam.hdr -c configs/beam-stat.hdr --autonomous
+      svc-stat -c configs/beam.hdr -c configs/beam-stat.hdr --socket /run/ringpipe/stat.sock
       svc-ctl /run/ringpipe/stat.sock configure_beam -o DATA_KEY=a000 -o WEIGHTS_KEY=a010
     """
     config = options.load(StatDaemonConfig, StatService)
