@@ -148,6 +148,13 @@ def test_services_import_only_themselves_and_the_shared_packages() -> None:
     assert layer_violations(imports) == []
 
 
+def test_the_framework_and_the_demo_take_ring_names_from_the_public_face() -> None:
+    imports = [imp for imp in all_imports("services")
+               if package_of(imp.importer) in ("common", "demo")]
+    assert any(imp.module == "ringbuf" for imp in imports)
+    assert private_ring_imports(imports) == []
+
+
 @pytest.mark.xfail(strict=True, reason="turn on after issue 11 lands: services still import "
                    "ringbuf.header, ringbuf.pair, ... (the ring library's public face is being "
                    "completed by another change)")

@@ -35,8 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ringbuf import normalise_key, pair_keys
-from ringbuf.header import DadaHeader
+from ringbuf import DadaHeader, normalise_key, pair_keys
 from services.common.errors import ServiceError
 
 ENV_PREFIX = "RINGPIPE_"

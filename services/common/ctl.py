@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
+from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
 from services.common.config import ConfigError, parse_overrides
 from services.common.control import ControlClient, ControlError
 from services.common.runner import COMMANDS
