@@ -66,7 +66,7 @@ def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path,
           ms_dir: Path) -> tuple[bool, float, str]:
     """(passed, achieved Gb/s, note) of one run of the real processes at ``rate_gbps``."""
     from ringbuf import RingLayout
-    from services.demo.processes import ProcessGroup, free_udp_ports, options, tool
+    from services.common.processes import ProcessGroup, free_udp_ports, options, tool
     from services.demo.vis_flow import wait_for_ms
 
     work.mkdir(parents=True, exist_ok=True)

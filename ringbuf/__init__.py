@@ -23,6 +23,7 @@ from ringbuf.errors import (
 from ringbuf.file_segments import FileSegmentProducer, list_dada_files
 from ringbuf.header import DadaHeader
 from ringbuf.layout import RingLayout
+from ringbuf.logs import LOG_LEVELS, parse_level, setup_logging, toggle_debug
 from ringbuf.pair import (
     PairReadTransfer,
     PairViewSegment,
@@ -55,6 +56,7 @@ __all__ = [
     "FileSegmentProducer",
     "HeaderError",
     "Interrupted",
+    "LOG_LEVELS",
     "Overwritten",
     "PairOutOfStep",
     "PairReadTransfer",
@@ -96,8 +98,11 @@ __all__ = [
     "list_rings",
     "normalise_key",
     "pair_keys",
+    "parse_level",
     "play",
     "read_dada_file",
     "record",
+    "setup_logging",
     "snapshot",
+    "toggle_debug",
 ]

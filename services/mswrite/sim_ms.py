@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ringbuf import setup_logging
 from ringbuf.errors import RingBufError
 from services.mswrite.errors import MsWriteError
 from services.mswrite.metadata import DEFAULT_DISH_DIAMETER_M, Antennas, PhaseCentre
@@ -205,7 +206,7 @@ def main(out: Path, nant: int, layout: Path | None, radius_km: float, nchan: int
       sim-ms sky.ms --nant 64 --nchan 64 --ntime 20 --source 1,0,0 --source 0.5,30,15
       sim-ms sky.ms --ra 60 --dec -30 --layout stations.txt --drop-fraction 0.25
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.WARNING)
     try:
         start_unix = calendar.timegm(time.strptime(start, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:

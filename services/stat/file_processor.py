@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from ringbuf import setup_logging
 from ringbuf.dadafile import read_dada_file
 from ringbuf.errors import RingBufError
 from ringbuf.file_segments import FileSegmentProducer, list_dada_files
@@ -135,8 +136,7 @@ def main(data_file: Path | None, data_opt: Path | None, weights: Path | None,
     come from -w or from the file of the same name under the sibling weights/ folder.
     The STAT_* keys are read from the data header, then -c files, then -o options.
     """
-    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
     if (data_file is None) == (data_opt is None):
         raise click.UsageError("give the data file either as DATA_FILE or with -d (not both)")
     data_path = data_file or data_opt

@@ -133,7 +133,7 @@ Example:
 
 @click.command(name="stat-plot", epilog=EXAMPLES)
 @click.argument("h5_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG to write [default: next to the input, .png].")
 @click.option("--freq-mask", help="FREQ_MASK used (S1:E1,...) to shade the masked channels.")
 def main(h5_file: Path, output: Path | None, freq_mask: str | None) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from services.common.config import ConfigSource, Mode, build_config
 from services.common.lifecycle import TRANSITIONS, Command, Lifecycle, State
-from services.common.testing import DemoConfig, DemoService
+from tests.common.demo_service import DemoConfig, DemoService
 
 BEAM = {"DATA_KEY": "a000", "WEIGHTS_KEY": "a010"}
 FAST = {"DEMO_BLOCK_PERIOD_S": "0.005"}
@@ -93,7 +93,8 @@ def test_invalid_config_is_refused_with_every_problem_and_no_hook_runs():
     assert (outcome.ok, outcome.reason, outcome.state) == (False, "invalid_config", State.IDLE)
     assert outcome.error == (
         "configure_beam config: 3 problems: COLOUR: unknown key for configure_beam; "
-        "DATA_KEY 'zz' (command): is not a ring key (1 to 8 hexadecimal digits, e.g. a000); "
+        "DATA_KEY 'zz' (command): ring key 'zz' is not 1-8 hexadecimal digits "
+        "(like 'dada' or 'a000'); "
         "WEIGHTS_KEY: missing, required (weights ring key)"
     )
     cross = lifecycle.execute("configure_beam", {"DATA_KEY": "a000", "WEIGHTS_KEY": "A000"})
