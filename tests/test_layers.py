@@ -13,8 +13,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ("common", "formats")  # services packages every service may import
 APPLICATIONS = ("demo",)  # may import every service package; nobody imports them
@@ -155,8 +153,5 @@ def test_the_framework_and_the_demo_take_ring_names_from_the_public_face() -> No
     assert private_ring_imports(imports) == []
 
 
-@pytest.mark.xfail(strict=True, reason="turn on after issue 11 lands: services still import "
-                   "ringbuf.header, ringbuf.pair, ... (the ring library's public face is being "
-                   "completed by another change)")
 def test_services_take_ring_names_only_from_the_public_face() -> None:
     assert private_ring_imports(all_imports("services")) == []

@@ -22,7 +22,7 @@ import click
 import numpy as np
 
 from ringbuf import setup_logging
-from ringbuf.errors import RingBufError
+from services.common.errors import USER_ERRORS
 from services.mswrite.errors import MsWriteError
 from services.mswrite.metadata import DEFAULT_DISH_DIAMETER_M, Antennas, PhaseCentre
 from services.mswrite.sky import PointSource, predict
@@ -224,16 +224,18 @@ def main(out: Path, nant: int, layout: Path | None, radius_km: float, nchan: int
         sim = Simulation(
             antennas=antennas, nchan=nchan, ntime=ntime, int_time=int_time,
             freq0_hz=freq_mhz * 1e6, chan_width_hz=chan_width_khz * 1e3, start_unix=start_unix,
-            phase_centre=None if ra_deg is None else PhaseCentre.from_degrees(ra_deg, dec_deg),
+            phase_centre=None if ra_deg is None or dec_deg is None
+            else PhaseCentre.from_degrees(ra_deg, dec_deg),
             sources=[PointSource.parse(s) for s in (sources or DEFAULT_SOURCES)],
             scan_id=scan_id, noise_jy=noise_jy, drop_fraction=drop_fraction,
             channels_per_heap=channels_per_heap, seed=seed)
         if overwrite and out.exists():
             shutil.rmtree(out)
         sim.write(out)
-    except RingBufError as exc:
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     stream = sim.stream()
+    centre = sim.resolved_phase_centre()
+    ra, dec = np.degrees(centre.ra_rad), np.degrees(centre.dec_rad)
     click.echo(f"wrote {out}: {len(antennas)} antennas, {stream.nbaseline} baselines, "
-               f"{nchan} channels, {ntime} dumps, phase centre RA "
-               f"{stream.phase_centre_deg[0]:.4f} Dec {stream.phase_centre_deg[1]:.4f} deg")
+               f"{nchan} channels, {ntime} dumps, phase centre RA {ra:.4f} Dec {dec:.4f} deg")

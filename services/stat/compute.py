@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ringbuf import DadaHeader, HeaderError, RingBufError, Segment
+from ringbuf import DadaHeader, HeaderError, Segment
+from services.common.errors import ServiceError
 from services.formats.pst import PstLayout, first_token
 from services.stat.config import StatConfig
 
@@ -41,7 +42,7 @@ UNKNOWN = "unknown"
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stat-pol-b")
 
 
-class SegmentError(RingBufError, ValueError):
+class SegmentError(ServiceError, ValueError):
     """A segment cannot be processed (no whole heap, or data and weights heap counts differ)."""
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ringbuf.header import DadaHeader
+from ringbuf import DadaHeader
 from services.common.config import (
     Config,
     ConfigSource,

@@ -20,11 +20,9 @@ from pathlib import Path
 
 import click
 
-from ringbuf import setup_logging
-from ringbuf.dadafile import read_dada_file
-from ringbuf.errors import RingBufError
-from ringbuf.file_segments import FileSegmentProducer, list_dada_files
+from ringbuf import FileSegmentProducer, list_dada_files, read_dada_file, setup_logging
 from services.common.config import ConfigError, ConfigSource
+from services.common.errors import USER_ERRORS
 from services.stat.compute import StatResult
 from services.stat.config import StatConfig
 from services.stat.processor import StatProcessor
@@ -150,7 +148,7 @@ def main(data_file: Path | None, data_opt: Path | None, weights: Path | None,
                 written = process(data_path, weights, output, segment_heaps, bar.update, source)
         else:
             written = process(data_path, weights, output, segment_heaps, source=source)
-    except (RingBufError, ValueError, OSError) as exc:
+    except USER_ERRORS + (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     for path in written:
         click.echo(str(path))

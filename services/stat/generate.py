@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ringbuf.dadafile import dada_file_name
-from ringbuf.header import DadaHeader
+from ringbuf import DadaHeader, dada_file_name
 from services.formats.pst import PstLayout
 
 PROFILES: dict[str, dict[str, object]] = {

@@ -6,7 +6,8 @@ import click
 
 from services.common.options import DaemonOptions, daemon_options
 from services.common.runner import run_service
-from services.stat.service import StatDaemonConfig, StatService
+from services.stat.config import StatDaemonConfig
+from services.stat.service import StatService
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

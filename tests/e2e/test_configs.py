@@ -11,7 +11,7 @@ from ringbuf.pairconfig import pair_config
 from services.common.config import ConfigSource, build_config
 from services.ingest.config import IngestConfig, Profile
 from services.mswrite.service import MsWriteBeamConfig, MsWriteScanConfig
-from services.stat.service import StatBeamConfig, StatScanConfig
+from services.stat.config import StatBeamConfig, StatScanConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # a deployment file defines the ring pair; its services' files are <deployment>-<service>.hdr

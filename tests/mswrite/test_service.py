@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from casacore import tables
 
-from services.demo.processes import Process
+from services.common.processes import Process
 from services.mswrite.metadata import PhaseCentre
 from services.mswrite.sim_ms import Simulation, random_layout
 from tests.mswrite.svc_helpers import (

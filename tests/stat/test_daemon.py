@@ -17,7 +17,7 @@ import pytest
 from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_pair
 from ringbuf.segment import Segment
 from services.common.control import ControlClient
-from services.demo.processes import Process, daemon_env
+from services.common.processes import Process, daemon_env
 from services.formats.pst import PstLayout
 from services.stat.compute import compute_segment
 from services.stat.config import StatConfig
