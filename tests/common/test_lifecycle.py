@@ -93,8 +93,7 @@ def test_invalid_config_is_refused_with_every_problem_and_no_hook_runs():
     assert (outcome.ok, outcome.reason, outcome.state) == (False, "invalid_config", State.IDLE)
     assert outcome.error == (
         "configure_beam config: 3 problems: COLOUR: unknown key for configure_beam; "
-        "DATA_KEY 'zz' (command): ring key 'zz' is not 1-8 hexadecimal digits "
-        "(like 'dada' or 'a000'); "
+        "DATA_KEY 'zz' (command): is not a ring key (1 to 8 hexadecimal digits, e.g. a000); "
         "WEIGHTS_KEY: missing, required (weights ring key)"
     )
     cross = lifecycle.execute("configure_beam", {"DATA_KEY": "a000", "WEIGHTS_KEY": "A000"})
