@@ -66,7 +66,7 @@ def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path,
           ms_dir: Path) -> tuple[bool, float, str]:
     """(passed, achieved Gb/s, note) of one run of the real processes at ``rate_gbps``."""
     from ringbuf import RingLayout
-    from services.demo.processes import ProcessGroup, free_udp_ports, options, tool
+    from services.common.processes import ProcessGroup, free_udp_ports, options, tool
     from services.demo.vis_flow import wait_for_ms
 
     work.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,8 @@ def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path,
         if pipeline:
             ms_dir.mkdir(parents=True, exist_ok=True)
             sock = group.socket_path("mswrite")
-            group.start("svc-mswrite", [tool("svc-mswrite"), "--autonomous", "--socket", sock, *options({
+            group.start("svc-mswrite", [
+                tool("svc-mswrite"), "--autonomous", "--socket", sock, *options({
                 "DATA_KEY": dk, "WEIGHTS_KEY": wk, "MS_OUTPUT_DIR": ms_dir,
                 "MS_ANTENNA_FILE": antenna_file(work / "stations.txt"), "PHASE_CENTRE_RA_DEG": 60,
                 "PHASE_CENTRE_DEC_DEG": -30, "MS_NAME_TEMPLATE": "bench{SCAN_ID}.ms"})], sock)
@@ -94,7 +95,8 @@ def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path,
         out = subprocess.run([sys.executable, __file__, "--send", str(rate_gbps * 1e9 / 8),
                               str(seconds), str(port)], capture_output=True, text=True,
                              timeout=seconds * 4 + 60)
-        sent_heaps, sent_bytes, send_s = re.search(r"SENT (\d+) (\d+) ([\d.]+)", out.stdout).groups()
+        sent = re.search(r"SENT (\d+) (\d+) ([\d.]+)", out.stdout)
+        sent_heaps, sent_bytes, send_s = sent.groups()
         sent_heaps, achieved = int(sent_heaps), int(sent_bytes) * 8 / float(send_s) / 1e9
         deadline = time.monotonic() + 60
         while group.status("svc-ingest")["counters"]["transfers_total"] < 1 or \
@@ -111,7 +113,8 @@ def trial(rate_gbps: float, seconds: float, pipeline: bool, work: Path,
         _, ms = wait_for_ms(group, "svc-mswrite", ms_dir, "bench1.ms", timeout=120)
         dumps = sent_heaps // NSTREAMS
         ok = ms["dumps_written_total"] == dumps and ms["visibilities_flagged_total"] == 0
-        return ok, achieved, f"{complete}/{sent_heaps} heaps, MS {ms['dumps_written_total']}/{dumps} dumps"
+        written = ms["dumps_written_total"]
+        return ok, achieved, f"{complete}/{sent_heaps} heaps, MS {written}/{dumps} dumps"
 
 
 def sweep(rates: list[float], seconds: float, pipeline: bool, root: Path, ms_root: Path) -> float:
@@ -158,7 +161,8 @@ def main() -> None:
         shutil.rmtree(ms_root, ignore_errors=True)
     print(f"ingest only (svc-ingest + ringbuf null), lossless: {ingest_only:.2f} Gb/s   [baseline]")
     print(f"whole pipeline (svc-ingest + svc-mswrite), lossless, complete MS: {pipeline:.2f} Gb/s "
-          f"= {pipeline / ingest_only if ingest_only else float('nan'):.2f} x ingest only (goal >= 0.8)")
+          f"= {pipeline / ingest_only if ingest_only else float('nan'):.2f} x ingest only "
+          "(goal >= 0.8)")
 
 
 if __name__ == "__main__":

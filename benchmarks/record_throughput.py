@@ -2,10 +2,10 @@
 
 Prints, from one run on the same directory:
   * dd write  : ``dd if=/dev/zero bs=4M conv=fdatasync`` (data reaches the disk);
-  * record    : ``ringbuf junk`` (another process) -> ring -> ``recording.record`` -> files
+  * record    : ``ringbuf junk`` (another process) -> ring -> ``recorder.record`` -> files
                 (every file is fdatasync'ed before it is renamed, as in normal use);
   * dd read   : ``dd of=/dev/null bs=4M`` of the recorded files, evicted from the page cache;
-  * play      : the recorded files (evicted from the page cache) -> ``recording.play`` -> ring
+  * play      : the recorded files (evicted from the page cache) -> ``player.play`` -> ring
                 -> ``ringbuf null`` (another process).
 Goal: record >= 0.8 x dd write and play >= 0.8 x dd read.
 
@@ -29,8 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ringbuf import RingLayout, create_ring, destroy_ring
-from ringbuf.recording import play, record
+from ringbuf import RingLayout, create_ring, destroy_ring, play, record
 
 REPO = Path(__file__).resolve().parents[1]
 RINGBUF = [sys.executable, "-c", "from ringbuf.cli import main; main()"]
@@ -129,14 +128,17 @@ def main() -> None:
 
         med = {name: statistics.median(values) for name, values in rates.items()}
         # paired ratios: each round's record/play against the dd run next to it
-        rec_ratio = statistics.median(r / d for r, d in zip(rates["rec"], rates["ddw"], strict=False))
-        play_ratio = statistics.median(p / d for p, d in zip(rates["play"], rates["ddr"], strict=False))
+        rec_ratio = statistics.median(
+            r / d for r, d in zip(rates["rec"], rates["ddw"], strict=False))
+        play_ratio = statistics.median(
+            p / d for p, d in zip(rates["play"], rates["ddr"], strict=False))
         runs = len(rates["rec"])
         print(f"disk: {work} ({opts.size_mb} MiB per measurement, medians of {runs} rounds)")
         print(f"dd write (fdatasync) {med['ddw']:9.1f} MB/s")
         print(f"record               {med['rec']:9.1f} MB/s   ratio {rec_ratio:5.2f} (goal >= 0.8)")
         print(f"dd read (uncached)   {med['ddr']:9.1f} MB/s")
-        print(f"play                 {med['play']:9.1f} MB/s   ratio {play_ratio:5.2f} (goal >= 0.8)")
+        print(f"play                 {med['play']:9.1f} MB/s   "
+              f"ratio {play_ratio:5.2f} (goal >= 0.8)")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -64,7 +64,8 @@ def run_ring(layout: RingLayout, total: int, touch: bool, fill_from_pattern: boo
     try:
         reader = subprocess.Popen([sys.executable, "-c", READER, key, "touch" if touch else "none"],
                                   stdout=subprocess.PIPE, text=True)
-        pattern = np.random.default_rng(1).integers(0, 255, min(4 << 20, layout.bufsz), dtype=np.uint8)
+        pattern = np.random.default_rng(1).integers(0, 255, min(4 << 20, layout.bufsz),
+                                                    dtype=np.uint8)
         reps = layout.bufsz // len(pattern)
         with RingWriter(key, timeout=60) as writer:
             with writer.open_transfer({"BENCH": "ring_throughput"}) as xfer:
@@ -82,7 +83,8 @@ def run_ring(layout: RingLayout, total: int, touch: bool, fill_from_pattern: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gib", type=float, default=4.0, help="GiB moved per ring run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--handoff-blocks", type=int, default=200_000)
@@ -105,7 +107,8 @@ def main() -> None:
     print(f"numpy memcpy 256 MiB (DRAM to DRAM):             {memcpy:6.2f} GB/s   [baseline]")
     print(f"numpy memcpy 16 MiB (may sit in cache):          {memcpy16:6.2f} GB/s")
     print(f"ring 8 x 16 MiB, writer copy + reader touch:     {best_ring:6.2f} GB/s   "
-          f"= {best_ring / memcpy:.2f} x memcpy  (runs: {', '.join(f'{x:.2f}' for x in ring)}; goal >= 0.90 x)")
+          f"= {best_ring / memcpy:.2f} x memcpy  "
+          f"(runs: {', '.join(f'{x:.2f}' for x in ring)}; goal >= 0.90 x)")
     print(f"hand-off, 4 KiB blocks, writer+reader processes: {best_handoff:6.2f} us/block "
           f"(runs: {', '.join(f'{x:.2f}' for x in handoff)}; goal <= 2 us)")
     print("PSRDADA on this machine class (reference): 6.0-6.5 GB/s vs memcpy 5.1-5.4 GB/s; "

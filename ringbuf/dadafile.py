@@ -202,7 +202,7 @@ class DadaFileWriter:
 
     def write(self, data: Buffer) -> None:
         """Append data bytes (any contiguous buffer; numpy views are written without a copy)."""
-        view = memoryview(data).cast("B")
+        view = (data.data if isinstance(data, np.ndarray) else memoryview(data)).cast("B")
         if self._fd is None:
             raise DadaFileError(f"{self.path}: write after close")
         try:

@@ -51,6 +51,10 @@ class WriterDied(EndOfData):
     """The transfer ended because its writer process died (an aborted end of data)."""
 
 
+class PairOutOfStep(RingBufError):
+    """The two rings of a pair ended a transfer at different blocks (one ended first)."""
+
+
 class Overwritten(RingBufError):
     """A viewer's block was overwritten by the writer while the viewer was reading it."""
 

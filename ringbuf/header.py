@@ -30,7 +30,9 @@ from ringbuf.errors import HeaderError
 DEFAULT_HDR_SIZE = 4096
 KEY_WIDTH = 20  # SKA PST and PSRDADA tools left-justify keys to this width
 
-_ENTRY = re.compile(r"^(?P<key>[^\s#\x00]+)(?P<sep>[ \t]+)(?P<value>.*?)(?P<tail>[ \t]*(?:[ \t]#.*)?)$")
+_ENTRY = re.compile(
+    r"^(?P<key>[^\s#\x00]+)(?P<sep>[ \t]+)(?P<value>.*?)(?P<tail>[ \t]*(?:[ \t]#.*)?)$"
+)
 _BAD_KEY = re.compile(r"[\s#\x00]")
 
 
@@ -89,7 +91,9 @@ class DadaHeader(Mapping[str, str]):
         try:
             text = raw.decode("ascii")
         except UnicodeDecodeError as exc:
-            raise HeaderError(f"{source}: byte {exc.start} is not ASCII ({raw[exc.start]:#04x})") from None
+            raise HeaderError(
+                f"{source}: byte {exc.start} is not ASCII ({raw[exc.start]:#04x})"
+            ) from None
         return cls.parse(text, source)
 
     @classmethod
@@ -101,27 +105,6 @@ class DadaHeader(Mapping[str, str]):
         except OSError as exc:
             raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
         return cls.from_bytes(data, source=str(path))
-
-    @classmethod
-    def read_dada(cls, path: str | os.PathLike[str]) -> DadaHeader:
-        """Read the header at the start of a ``.dada`` file, honouring its HDR_SIZE."""
-        path = Path(path)
-        try:
-            with open(path, "rb") as fh:
-                first = fh.read(DEFAULT_HDR_SIZE)
-                header = cls.from_bytes(first, source=str(path))
-                hdr_size = header.hdr_size
-                if hdr_size > DEFAULT_HDR_SIZE:
-                    fh.seek(0)
-                    first = fh.read(hdr_size)
-                    header = cls.from_bytes(first, source=str(path))
-        except OSError as exc:
-            raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
-        if len(first) < hdr_size:
-            raise HeaderError(
-                f"{path}: truncated header: file has {len(first)} bytes, HDR_SIZE is {hdr_size}"
-            )
-        return header
 
     # ----------------------------------------------------------------------------- output
     @property

@@ -7,12 +7,19 @@ both, handed out together with its OBS_OFFSET (see :class:`ringbuf.segment.Segme
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
+from ringbuf import control as c
 from ringbuf.errors import (
     EndOfData,
     Interrupted,
+    Overwritten,
+    PairOutOfStep,
     RingBufError,
     RingLayoutMismatch,
     Timeout,
@@ -21,9 +28,9 @@ from ringbuf.errors import (
 from ringbuf.header import DadaHeader
 from ringbuf.layout import RingLayout
 from ringbuf.reader import ReadBlock, ReadTransfer, RingReader
-from ringbuf.ring import create_ring, destroy_ring
+from ringbuf.ring import WAIT_SLICE_S, create_ring, destroy_ring
 from ringbuf.segment import Segment
-from ringbuf.viewer import RingViewer, ViewBlock
+from ringbuf.viewer import RingViewer, TransferInfo, ViewBlock
 from ringbuf.writer import RingWriter, WriteBlock, WriteTransfer
 
 
@@ -62,9 +69,9 @@ class _PairClient(Generic[ClientT]):
 
     def __init__(self, data_key: str | int, weights_key: str | int,
                  timeout: float | None = None, stop: threading.Event | None = None) -> None:
-        self.data = self.client(data_key, timeout, stop)
+        self.data: ClientT = self.client(data_key, timeout, stop)
         try:
-            self.weights = self.client(weights_key, timeout, stop)
+            self.weights: ClientT = self.client(weights_key, timeout, stop)
         except BaseException:
             self.data.close()
             raise
@@ -163,14 +170,38 @@ class RingPairReader(_PairClient[RingReader]):
     """A guaranteed reader of both rings of a pair."""
 
     client = RingReader
+    _transfer: PairReadTransfer | None = None
+
+    @property
+    def stop(self) -> threading.Event | None:
+        """The event that interrupts every wait of both rings (:class:`Interrupted`)."""
+        return self.data.stop
+
+    @stop.setter
+    def stop(self, event: threading.Event | None) -> None:
+        self.data.stop = self.weights.stop = event
 
     def open_transfer(self, timeout: float | None = -1.0) -> PairReadTransfer:
-        return PairReadTransfer(self.data.open_transfer(timeout), self.weights.open_transfer(timeout))
+        """Wait for the next transfer of both rings.
 
+        The rest of an unfinished previous transfer is drained first, both rings in step,
+        after giving back what it held.
+        """
+        if self._transfer is not None and not self._transfer.finished:
+            self._transfer.drain()
+        self._transfer = PairReadTransfer(self.data.open_transfer(timeout),
+                                          self.weights.open_transfer(timeout))
+        return self._transfer
 
 
 class PairReadTransfer:
-    """One transfer of a pair; iterate for :class:`Segment` objects (each cleared on the next)."""
+    """One transfer of a pair: iterate for :class:`Segment` objects (each cleared on the
+    next), or hold segments with :meth:`next_segment` and give them back with
+    :meth:`clear_held` (a reader that dies holding them has them delivered to its successor).
+
+    A wait that times out or is stopped never splits a pair: the block already read from the
+    data ring is kept and paired on the next call.
+    """
 
     def __init__(self, data: ReadTransfer, weights: ReadTransfer) -> None:
         self.data = data
@@ -179,6 +210,18 @@ class PairReadTransfer:
         self.weights_header = weights.header
         self.resumed = data.resumed or weights.resumed
         self._pending_data: ReadBlock | None = None
+        self._held: deque[ReadSegment] = deque()  # handed out by next_segment, in read order
+        self._unpaired: list[ReadBlock] = []  # a block whose ring ran on past the other's end
+
+    @property
+    def finished(self) -> bool:
+        """Both rings have reached the end of this transfer."""
+        return self.data.finished and self.weights.finished
+
+    @property
+    def held(self) -> int:
+        """Segments handed out by :meth:`next_segment` and not cleared yet."""
+        return sum(not seg.cleared for seg in self._held)
 
     def segments(self) -> Iterator[Segment]:
         """Yield segments until end of data; each is cleared when the next is asked for."""
@@ -194,17 +237,32 @@ class PairReadTransfer:
     __iter__ = segments
 
     def next_segment(self, timeout: float | None = -1.0) -> ReadSegment | None:
-        """The next segment, held until its :meth:`ReadSegment.clear` (None at the end).
+        """The next segment, held until it (or :meth:`clear_held`) clears it; None at the end.
 
-        Hold fewer than nbufs segments at once; clear them in the order they were read.
+        Hold fewer than nbufs segments at once and clear them in the order they were read.
+        Raises :class:`WriterDied` (after every committed block), :class:`Timeout`,
+        :class:`Interrupted`, or :class:`PairOutOfStep` if one ring ended before the other.
         """
+        while self._held and self._held[0].cleared:
+            self._held.popleft()
         blocks = self._next_blocks(timeout)
         if blocks is None:
             return None
         data, weights = blocks
-        return ReadSegment(data, weights, Segment(data.data, weights.data, data.obs_offset,
+        held = ReadSegment(data, weights, Segment(data.data, weights.data, data.obs_offset,
                                                   weights.obs_offset, self.data_header,
                                                   self.weights_header))
+        self._held.append(held)
+        return held
+
+    def clear_held(self) -> None:
+        """Give back every held segment (and any unpaired block), in the order read."""
+        held, self._held = self._held, deque()
+        for seg in held:
+            seg.clear()
+        unpaired, self._unpaired = self._unpaired, []
+        for block in unpaired:
+            block.clear()
 
     def _next_blocks(self, timeout: float | None = -1.0) -> tuple[ReadBlock, ReadBlock] | None:
         ends = []
@@ -220,32 +278,60 @@ class PairReadTransfer:
                 if blocks and blocks[0] is not None:  # keep the pair together for the retry
                     self._pending_data = blocks[0]
                 raise
-            except WriterDied as exc:
-                blocks.append(None)
-                ends.append(exc)
-            except EndOfData as exc:
+            except EndOfData as exc:  # WriterDied too
                 blocks.append(None)
                 ends.append(exc)
         if not ends:
             return blocks[0], blocks[1]  # type: ignore[return-value]
         for block in blocks:
             if block is not None:
-                block.clear()
+                self._unpaired.append(block)
+        if not self.held:  # no earlier segment waits to be cleared first: give it back now
+            self.clear_held()
         died = [e for e in ends if isinstance(e, WriterDied)]
         if died:
             raise died[0]
         if len(ends) == 1:
-            raise RingBufError("ring pair: one ring ended its transfer before the other")
+            raise PairOutOfStep(f"ring pair {self.data.reader.key}/{self.weights.reader.key}: "
+                                "one ring ended its transfer before the other")
         return None
 
-    def skip(self) -> None:
-        """Read and discard the rest of the transfer, both rings in step (the writer fills
-        them in step, so draining one ring first could stall it on the other)."""
+    def drain(self, on_wait: Callable[[], None] | None = None,
+              on_segment: Callable[[Segment], None] | None = None) -> None:
+        """Give back what is held, then read and discard the rest of the transfer.
+
+        Both rings are read in step (the writer fills them in step, so draining one ring
+        first could stall it on the other). ``on_segment`` sees each segment before it is
+        cleared. A wait that times out calls ``on_wait`` and waits again (without
+        ``on_wait`` the :class:`Timeout` propagates). Ends quietly at the end of data, when
+        the writer died, or when the rings are out of step; :class:`Interrupted` propagates
+        and the drain can be resumed by calling it again.
+        """
+        self.clear_held()
         try:
-            for _ in self.segments():
-                pass
-        except WriterDied:
+            while True:
+                try:
+                    held = self.next_segment()
+                except Timeout:
+                    if on_wait is None:
+                        raise
+                    on_wait()
+                    continue
+                if held is None:
+                    return
+                try:
+                    if on_segment is not None:
+                        on_segment(held.segment)
+                finally:
+                    held.clear()
+        except (WriterDied, PairOutOfStep):
             pass
+        finally:
+            self.clear_held()
+
+    def skip(self) -> None:
+        """Read and discard the rest of the transfer (:meth:`drain` without callbacks)."""
+        self.drain()
 
 
 class ReadSegment:
@@ -255,6 +341,10 @@ class ReadSegment:
         self._blocks = (data, weights)
         self.segment = segment
         self.index = data.index
+
+    @property
+    def cleared(self) -> bool:
+        return self._blocks[0].data is None and self._blocks[1].data is None
 
     def clear(self) -> None:
         for block in self._blocks:
@@ -274,16 +364,92 @@ class RingPairViewer(_PairClient[RingViewer]):
 
     def latest_segment(self, timeout: float | None = -1.0) -> PairViewSegment:
         """The most recent segment published in both rings."""
-        data = self.data.latest_block(timeout)
+        return self._with_weights(self.data.latest_block(timeout), timeout)
+
+    def next_segment(self, timeout: float | None = -1.0) -> PairViewSegment:
+        """The segment after the last one seen (the oldest still in the rings if lapped)."""
+        return self._with_weights(self.data.next_block(timeout), timeout)
+
+    def _with_weights(self, data: ViewBlock, timeout: float | None) -> PairViewSegment:
         # the weights block of the same index is published right after the data block
         self.weights.last_index = data.index - 1
-        weights = self.weights.next_block(timeout)
+        try:
+            weights = self.weights.next_block(timeout)
+        except Timeout:
+            self.data.last_index = data.index - 1  # not seen until both blocks are
+            raise
         if weights.index != data.index:
             raise RingBufError(f"ring pair {self.data.key}/{self.weights.key}: weights ring is at "
                                f"block {weights.index}, data ring at {data.index}")
         return PairViewSegment(data, weights, self.data.transfer(data.xfer_id).header,
                                self.weights.transfer(weights.xfer_id).header)
 
+    def open_transfer(self, timeout: float | None = -1.0) -> PairViewTransfer:
+        """The newest transfer of the pair (waiting for one to start), to follow."""
+        timeout = self.data.timeout if timeout == -1.0 else timeout
+        qd, qw = self.data.ring.q, self.weights.ring.q
+        self.data.ring.wait(None, lambda: qd[c.C_XFER_NEXT] > 0, timeout, self.data.stop,
+                            lambda: None, "a transfer to start")
+        info = self.data.transfer(qd[c.C_XFER_NEXT] - 1)
+        self.weights.ring.wait(None, lambda: qw[c.C_XFER_NEXT] > info.xfer_id, timeout,
+                               self.data.stop, lambda: None,
+                               f"transfer {info.xfer_id} of the weights ring to start")
+        return PairViewTransfer(self, info, self.weights.transfer(info.xfer_id).header)
+
+
+class PairViewTransfer:
+    """One transfer of a pair as a viewer follows it (a :class:`SegmentProducer`).
+
+    :meth:`segments` yields a private copy of each segment of the transfer in order, checked
+    after copying; segments the writer overwrote first are skipped and counted in
+    ``missed_segments``. It ends with the transfer (also when its writer died).
+    """
+
+    def __init__(self, viewer: RingPairViewer, info: TransferInfo,
+                 weights_header: DadaHeader) -> None:
+        self.viewer = viewer
+        self.xfer_id = info.xfer_id
+        self.start_block = info.start_block
+        self.data_header = info.header
+        self.weights_header = weights_header
+        self.missed_segments = 0
+
+    def segments(self) -> Iterator[Segment]:
+        """Copies of the transfer's segments; Timeout after the viewer's timeout of silence."""
+        viewer, data = self.viewer, self.viewer.data
+        data.last_index = max(data.last_index, self.start_block - 1)
+        quiet_since = time.monotonic()
+        while True:
+            try:
+                info = data.transfer(self.xfer_id)  # marks it aborted if its writer died
+            except RingBufError:  # its header slot was reused: long over
+                return
+            if info.end_block >= 0 and data.last_index + 1 >= info.end_block:
+                return
+            try:
+                view = viewer.next_segment(timeout=WAIT_SLICE_S)
+            except Timeout:
+                if data.timeout is not None and time.monotonic() - quiet_since >= data.timeout:
+                    raise Timeout(f"ring pair {data.key}/{viewer.weights.key}: no segment of "
+                                  f"transfer {self.xfer_id} for {data.timeout:g} s") from None
+                continue
+            except Overwritten as exc:
+                self.missed_segments += exc.missed_blocks
+                continue
+            quiet_since = time.monotonic()
+            if view.xfer_id != self.xfer_id:  # lapped past the end of the transfer
+                return
+            seg = view.segment
+            copy = Segment(np.array(seg.data), np.array(seg.weights), seg.obs_offset,
+                           seg.weights_obs_offset, seg.data_header, seg.weights_header)
+            if not (view.data_block.intact() and view.weights_block.intact()):
+                self.missed_segments += 1
+                continue
+            self.missed_segments += view.data_block.missed
+            if copy.data.size:  # a 0-byte final block only marks the end
+                yield copy
+
+    __iter__ = segments
 
 
 class PairViewSegment:

@@ -27,8 +27,3 @@ class PatternSource:
         start = obs_offset % 256 if self.pattern == "ramp" else 0
         out[:] = self._source[start : start + len(out)]
 
-
-def ramp_errors(data: np.ndarray, obs_offset: int) -> int:
-    """How many bytes of ``data`` differ from the ramp pattern at ``obs_offset``."""
-    expected = ((np.arange(len(data)) + obs_offset) % 256).astype(np.uint8)
-    return int(np.count_nonzero(data != expected))

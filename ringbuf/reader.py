@@ -89,7 +89,8 @@ class RingReader(RingClient):
             lambda: q[rec + c.X_ID] == xfer_id and q[rec + c.X_STATE] != c.XFER_EMPTY,
             timeout, self.stop, lambda: None, f"transfer {xfer_id} to start",
         )
-        header = DadaHeader.from_bytes(ring.header_bytes(xfer_id), source=f"ring {self.key} transfer {xfer_id}")
+        header = DadaHeader.from_bytes(ring.header_bytes(xfer_id),
+                                       source=f"ring {self.key} transfer {xfer_id}")
         start = q[rec + c.X_START_BLOCK]
         # resumed: this slot already delivered this transfer's header (to a reader now gone)
         resumed = q[self.base + c.R_HDR_SEEN] == xfer_id + 1 or q[self.base + c.R_CLEARED] > start
@@ -132,7 +133,8 @@ class RingReader(RingClient):
         n = q[base + c.R_OPENED]
 
         def at_end() -> bool:
-            return q[rec + c.X_STATE] in (c.XFER_ENDED, c.XFER_ABORTED) and n >= q[rec + c.X_END_BLOCK]
+            return (q[rec + c.X_STATE] in (c.XFER_ENDED, c.XFER_ABORTED)
+                    and n >= q[rec + c.X_END_BLOCK])
 
         def ready() -> bool:
             return n < q[c.C_W_FILLED] or at_end()
@@ -154,7 +156,8 @@ class RingReader(RingClient):
             raise EndOfData(f"ring {self.key}: end of transfer {xfer.xfer_id}")
         q[base + c.R_OPENED] = n + 1
         nbytes = q[brec + c.B_NBYTES]
-        return ReadBlock(self, n, self._views[n % self.layout.nbufs][:nbytes], q[brec + c.B_OBS_OFFSET])
+        return ReadBlock(self, n, self._views[n % self.layout.nbufs][:nbytes],
+                         q[brec + c.B_OBS_OFFSET])
 
     def _finish(self, xfer: ReadTransfer, rec: int, end_token_taken: bool = False) -> None:
         """Account for the end of ``xfer`` and let the writer reuse its header slot."""

@@ -8,9 +8,9 @@ import mmap
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import posix_ipc
@@ -105,10 +105,11 @@ def destroy_ring(key: str | int) -> bool:
 def describe_owner(key: str) -> str:
     """A sentence about who created ring ``key``, when, and whether they are alive."""
     try:
-        with Ring(key) as ring:
+        with Ring(key, data=False) as ring:
             pid = ring.word(c.C_CREATOR_PID)
             alive = shm.pid_alive(pid, ring.word(c.C_CREATOR_START))
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ring.word(c.C_CREATED_NS) / 1e9))
+            since = time.strftime("%Y-%m-%d %H:%M:%S",
+                                  time.localtime(ring.word(c.C_CREATED_NS) / 1e9))
             owner = _owner_name(key)
             state = "alive" if alive else "no longer running"
             return f"created by pid {pid} (user {owner}) at {since}, creator {state}"
@@ -128,11 +129,15 @@ def _owner_name(key: str) -> str:
 class Ring:
     """One process's attachment to a ring: the mapping, the counters, the semaphores.
 
-    Writers, readers and viewers are built on it. It is a context manager; :meth:`close`
-    releases everything (never the ring itself).
+    Writers, readers and viewers are built on it (``data=True``: the whole ring is mapped,
+    pre-faulted, and mlocked if the ring was created with ``lock``). Inspection
+    (``data=False``: status, list, header) maps only the control words and the header ring,
+    touches no data page and locks nothing. It is a context manager; :meth:`close` releases
+    everything (never the ring itself).
     """
 
-    def __init__(self, key: str | int, expect: RingLayout | None = None) -> None:
+    def __init__(self, key: str | int, expect: RingLayout | None = None,
+                 data: bool = True) -> None:
         self.key = shm.normalise_key(key)
         try:
             self._mem = posix_ipc.SharedMemory(shm.shm_name(self.key))
@@ -150,22 +155,29 @@ class Ring:
         self._buf: mmap.mmap | None = None
         try:
             self.layout = self._check_layout(expect)
-            # MAP_POPULATE maps every page now, so the data path takes no page faults later
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            self._buf = mmap.mmap(self.fd, self.layout.total_nbytes, flags=flags)
+            if data:
+                # MAP_POPULATE maps every page now, so the data path takes no page faults later
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                self._buf = mmap.mmap(self.fd, self.layout.total_nbytes, flags=flags)
+            else:  # control words and header ring only, faulted in as they are read
+                self._buf = mmap.mmap(self.fd, self.layout.data_offset, flags=mmap.MAP_SHARED)
         except BaseException:
             self._mem.close_fd()
             raise
         lay = self.layout
-        self.words = np.ndarray((lay.meta_nwords,), np.int64, self._buf)
+        self.has_data = data
         # memoryview item access is several times faster than numpy scalars on the hot path
         self.q = memoryview(self._buf)[: lay.meta_nwords * 8].cast("q")
-        self.headers = np.ndarray((lay.hdr_nbufs, lay.hdr_size), np.uint8, self._buf, lay.hdr_offset)
-        self.blocks = np.ndarray((lay.nbufs, lay.bufsz), np.uint8, self._buf, lay.data_offset)
-        self.block_views = list(self.blocks)  # per-block views made once, indexed on the hot path
+        self.headers = np.ndarray((lay.hdr_nbufs, lay.hdr_size), np.uint8, self._buf,
+                                  lay.hdr_offset)
+        #: per-block views made once, indexed on the hot path (empty without ``data``)
+        self.block_views: list[np.ndarray] = []
+        if data:
+            self.blocks = np.ndarray((lay.nbufs, lay.bufsz), np.uint8, self._buf, lay.data_offset)
+            self.block_views = list(self.blocks)
         self.bb = c.blocks_base(lay.hdr_nbufs)
         self._mutex = threading.Lock()
-        if self.word(c.C_FLAGS) & c.FLAG_MLOCK:
+        if data and self.word(c.C_FLAGS) & c.FLAG_MLOCK:
             self._mlock()
 
     def _check_layout(self, expect: RingLayout | None) -> RingLayout:
@@ -176,7 +188,8 @@ class Ring:
         with mmap.mmap(self.fd, head_nbytes, prot=mmap.PROT_READ) as head:
             words = np.frombuffer(head, np.int64).copy()
         if words[c.C_MAGIC] != c.MAGIC:
-            raise RingLayoutMismatch(f"ring {self.key}: not a ringpipe ring (or still being created)")
+            raise RingLayoutMismatch(
+                f"ring {self.key}: not a ringpipe ring (or still being created)")
         if words[c.C_VERSION] != c.VERSION:
             raise RingLayoutMismatch(
                 f"ring {self.key}: protocol version {words[c.C_VERSION]}, this ringbuf speaks "
@@ -195,12 +208,14 @@ class Ring:
 
     def _mlock(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
+        assert self._buf is not None
         addr = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
         if libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(self.layout.total_nbytes)) != 0:
             err = ctypes.get_errno()
             raise RingPermissionError(
                 f"ring {self.key}: mlock of {self.layout.total_nbytes} bytes failed "
-                f"({os.strerror(err)}); raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=) or drop --lock"
+                f"({os.strerror(err)}); raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=) "
+                "or drop --lock"
             )
 
     # --------------------------------------------------------------------------- plumbing
@@ -316,7 +331,9 @@ class Ring:
             sem.close()
         self._sems.clear()
         if self._buf is not None:
-            del self.words, self.headers, self.blocks, self.block_views
+            del self.headers, self.block_views
+            if self.has_data:
+                del self.blocks
             self.q.release()
             try:
                 self._buf.close()

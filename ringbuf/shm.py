@@ -17,7 +17,6 @@ import fcntl
 import os
 import re
 import struct
-import time
 from pathlib import Path
 
 import posix_ipc
@@ -106,13 +105,6 @@ def boot_id() -> int:
 def pid_alive(pid: int, start_ticks: int) -> bool:
     """True if ``pid`` is running and is the same process (same start time)."""
     return pid > 0 and process_start_ticks(pid) == start_ticks
-
-
-def boot_seconds_of(start_ticks: int) -> float:
-    """Convert a process start time in ticks to Unix seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return time.time() - uptime + start_ticks / ticks
 
 
 # ------------------------------------------------------------------------------- OFD locks

@@ -1,4 +1,8 @@
-"""Snapshots of ring state for people (``ringbuf status``/``list``) and scripts (``--json``)."""
+"""Snapshots of ring state for people (``ringbuf status``/``list``/``header``) and scripts.
+
+Inspection maps only a ring's control words and header ring (never the data ring), so it
+touches no data page and needs no RLIMIT_MEMLOCK, however large or ``--lock`` the ring is.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,11 @@ def _iso(ns: int) -> str | None:
 
 def snapshot(key: str | int) -> dict[str, Any]:
     """Everything ``ringbuf status`` shows about one ring, as plain data."""
-    with Ring(key) as ring:
+    with Ring(key, data=False) as ring:
         q, lay = ring.q, ring.layout
         filled = q[c.C_W_FILLED]
         writer_alive = ring.writer_alive()
-        readers = []
+        readers: list[dict[str, Any]] = []
         for slot in range(lay.nreaders):
             base = c.reader_base(slot)
             alive = ring.reader_alive(slot)
@@ -65,8 +69,22 @@ def snapshot(key: str | int) -> dict[str, Any]:
             "fill_blocks": lag,
             "fill_fraction": lag / lay.nbufs,
             "transfer": _current_transfer(ring),
-            "orphan": not creator_alive and not writer_alive and not any(r["alive"] for r in readers),
+            "orphan": (not creator_alive and not writer_alive
+                       and not any(r["alive"] for r in readers)),
         }
+
+
+def current_header(key: str | int) -> DadaHeader:
+    """The header of the newest transfer of ring ``key`` (``ringbuf header KEY``)."""
+    with Ring(key, data=False) as ring:
+        xfer_id = ring.word(c.C_XFER_NEXT) - 1
+        if xfer_id < 0:
+            raise RingBufError(f"ring {ring.key}: no transfer has started yet")
+        if ring.word(ring.xfer_record(xfer_id) + c.X_ID) != xfer_id:
+            raise RingBufError(
+                f"ring {ring.key}: transfer {xfer_id} is no longer in the header ring")
+        return DadaHeader.from_bytes(ring.header_bytes(xfer_id),
+                                     f"ring {ring.key} transfer {xfer_id}")
 
 
 def _current_transfer(ring: Ring) -> dict[str, Any] | None:

@@ -66,7 +66,8 @@ class RingViewer(RingClient):
             missed = n - self.last_index
             self.missed_blocks += missed
             self.last_index = n
-            raise Overwritten(f"ring {self.key}: block {n} was overwritten before it could be viewed",
+            raise Overwritten(
+                f"ring {self.key}: block {n} was overwritten before it could be viewed",
                               missed_blocks=missed)
         missed = n - self.last_index - 1
         self.missed_blocks += max(0, missed)
@@ -83,10 +84,12 @@ class RingViewer(RingClient):
         q, rec = self.ring.q, self.ring.xfer_record(xfer_id)
         self.ring.abort_if_writer_died(xfer_id)
         if q[rec + c.X_ID] != xfer_id:
-            raise RingBufError(f"ring {self.key}: transfer {xfer_id} is no longer in the header ring")
+            raise RingBufError(
+                f"ring {self.key}: transfer {xfer_id} is no longer in the header ring")
         if self._header_cache is None or self._header_cache[0] != xfer_id:
             text = self.ring.header_bytes(xfer_id)
-            self._header_cache = (xfer_id, DadaHeader.from_bytes(text, f"ring {self.key} transfer {xfer_id}"))
+            header = DadaHeader.from_bytes(text, f"ring {self.key} transfer {xfer_id}")
+            self._header_cache = (xfer_id, header)
         return TransferInfo(
             xfer_id, c.XFER_STATE_NAMES[q[rec + c.X_STATE]], q[rec + c.X_START_BLOCK],
             q[rec + c.X_END_BLOCK], self._header_cache[1],
@@ -130,7 +133,8 @@ class ViewBlock:
 
     def verify(self) -> None:
         if not self.intact():
-            raise Overwritten(f"ring {self.viewer.key}: block {self.index} was overwritten while viewed")
+            raise Overwritten(
+                f"ring {self.viewer.key}: block {self.index} was overwritten while viewed")
 
     def __enter__(self) -> ViewBlock:
         return self

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -215,7 +215,8 @@ class WriteTransfer:
             raise RingBufError(f"ring {self.writer.key}: transfer {self.xfer_id} has ended")
         writer = self.writer
         n = writer._open_block(writer.timeout if timeout == -1.0 else timeout)
-        block = WriteBlock(self, n, writer.ring.block_views[n % writer.layout.nbufs], self.obs_offset)
+        block = WriteBlock(self, n, writer.ring.block_views[n % writer.layout.nbufs],
+                           self.obs_offset)
         self.obs_offset += writer.layout.bufsz
         self._open.append(block)
         return block
@@ -232,14 +233,18 @@ class WriteTransfer:
 
     def write(self, payload: np.ndarray | bytes | bytearray | memoryview) -> None:
         """Copy ``payload`` into the ring, filling blocks one after another."""
-        src = np.frombuffer(payload, np.uint8) if not isinstance(payload, np.ndarray) else payload.reshape(-1).view(np.uint8)
+        if isinstance(payload, np.ndarray):
+            src = payload.reshape(-1).view(np.uint8)
+        else:
+            src = np.frombuffer(payload, np.uint8)
         bufsz = self.writer.layout.bufsz
         pos = 0
         while pos < len(src):
             if self._partial is None:
                 self._partial, self._partial_fill = self.open_block(), 0
             take = min(bufsz - self._partial_fill, len(src) - pos)
-            self._partial.data[self._partial_fill : self._partial_fill + take] = src[pos : pos + take]
+            fill = self._partial_fill
+            self._partial.data[fill : fill + take] = src[pos : pos + take]
             self._partial_fill += take
             pos += take
             if self._partial_fill == bufsz:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from ringbuf.errors import RingBufError
+from ringbuf.logs import setup_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,7 +41,7 @@ def cli(log_level: str) -> None:
       ringbuf status -k dada
       ringbuf destroy -k dada
     """
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
 
 
 def main() -> None:

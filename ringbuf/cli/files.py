@@ -11,8 +11,9 @@ from ringbuf.cli import user_errors
 from ringbuf.cli.tools import stop_on_signals
 from ringbuf.dadafile import read_dada_file
 from ringbuf.errors import Interrupted
-from ringbuf.recording import Summary, play, record
-from ringbuf.viewer import RingViewer
+from ringbuf.player import play
+from ringbuf.recorder import Summary, record
+from ringbuf.status import current_header
 
 
 def _report(summary: Summary, as_json: bool, verb: str) -> None:
@@ -110,8 +111,7 @@ def header_command(source: str) -> None:
     if path.exists() or "/" in source or source.endswith(".dada"):
         click.echo(read_dada_file(path).header.text.rstrip("\n"))
         return
-    with RingViewer(source) as viewer:
-        click.echo(viewer.header.text.rstrip("\n"))
+    click.echo(current_header(source).text.rstrip("\n"))
 
 
 def register(group: click.Group) -> None:

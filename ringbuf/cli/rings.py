@@ -18,7 +18,8 @@ from ringbuf.ring import create_ring, destroy_ring
 from ringbuf.shm import normalise_key
 from ringbuf.status import list_rings, snapshot
 
-KEY = click.option("-k", "--key", required=True, help="Ring key: 1-8 hex digits, like dada or a000.")
+KEY = click.option("-k", "--key", required=True,
+                   help="Ring key: 1-8 hex digits, like dada or a000.")
 
 
 def _octal(value: str) -> int:
@@ -30,8 +31,10 @@ def _octal(value: str) -> int:
 
 @click.command()
 @KEY
-@click.option("-b", "--bufsz", type=click.IntRange(min=1), required=True, help="Bytes per data block.")
-@click.option("-n", "--nbufs", type=click.IntRange(min=2), required=True, help="Number of data blocks.")
+@click.option("-b", "--bufsz", type=click.IntRange(min=1), required=True,
+              help="Bytes per data block.")
+@click.option("-n", "--nbufs", type=click.IntRange(min=2), required=True,
+              help="Number of data blocks.")
 @click.option("-r", "--nreaders", type=click.IntRange(0, 16), default=1, show_default=True,
               help="Guaranteed-reader slots (0: viewers only, the writer never waits).")
 @click.option("--hdr-size", type=click.IntRange(min=64), default=4096, show_default=True,
@@ -132,7 +135,8 @@ def list_command(as_json: bool) -> None:
     if not rings:
         click.echo("no rings")
         return
-    click.echo(f"{'KEY':<10}{'NBUFS':>7}{'BUFSZ':>12}{'READERS':>9}{'FILL':>7}  CREATED              STATE")
+    click.echo(f"{'KEY':<10}{'NBUFS':>7}{'BUFSZ':>12}{'READERS':>9}{'FILL':>7}  "
+               "CREATED              STATE")
     for r in rings:
         if "error" in r:
             click.echo(f"{r['key']:<10}  unreadable: {r['error']}")
@@ -145,20 +149,24 @@ def list_command(as_json: bool) -> None:
 
 def _print_status(s: dict[str, Any]) -> None:
     w = s["writer"]
-    click.echo(f"ring {s['key']}: {s['nbufs']} x {s['bufsz']} bytes, {s['nreaders']} reader slot(s), "
+    click.echo(f"ring {s['key']}: {s['nbufs']} x {s['bufsz']} bytes, "
+               f"{s['nreaders']} reader slot(s), "
                f"header {s['hdr_nbufs']} x {s['hdr_size']}, mode {s['mode']}")
     click.echo(f"  created {s['created']} by pid {s['creator_pid']} "
                f"({'alive' if s['creator_alive'] else 'gone'}){'  ORPHAN' if s['orphan'] else ''}")
     who = f"pid {w['pid']} since {w['since']}" if w["alive"] else "none attached"
-    click.echo(f"  writer: {who}; {w['blocks_written']} blocks, {w['bytes_written']} bytes written, "
+    click.echo(f"  writer: {who}; {w['blocks_written']} blocks, "
+               f"{w['bytes_written']} bytes written, "
                f"blocked {w['blocked_seconds']:.3f} s")
     for r in s["readers"]:
         who = f"pid {r['pid']}" if r["alive"] else "free (position kept)"
-        click.echo(f"  reader {r['slot']}: {who}; {r['blocks_read']} blocks read, lag {r['lag_blocks']}")
+        click.echo(f"  reader {r['slot']}: {who}; {r['blocks_read']} blocks read, "
+                   f"lag {r['lag_blocks']}")
     click.echo(f"  fill: {s['fill_blocks']}/{s['nbufs']} blocks ({s['fill_fraction']:.0%})")
     t = s["transfer"]
     if t:
-        click.echo(f"  transfer {t['id']}: {t['state']}, blocks {t['start_block']}..{t['end_block']}")
+        click.echo(f"  transfer {t['id']}: {t['state']}, "
+                   f"blocks {t['start_block']}..{t['end_block']}")
         for line in t["header"].splitlines():
             click.echo(f"    {line}")
 

@@ -12,6 +12,7 @@ import click
 from ringbuf.cli import user_errors
 from ringbuf.errors import EndOfData, Interrupted, Timeout
 from ringbuf.header import DadaHeader
+from ringbuf.pacer import Pacer
 from ringbuf.patterns import PATTERNS, PatternSource
 from ringbuf.reader import RingReader
 from ringbuf.writer import RingWriter
@@ -31,29 +32,18 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-class RateLimiter:
-    """Sleeps so that bytes are released no faster than ``bytes_per_s`` (None: unlimited)."""
-
-    def __init__(self, bytes_per_s: float | None) -> None:
-        self.bytes_per_s = bytes_per_s
-        self.start = time.monotonic()
-
-    def wait(self, total_bytes: int) -> None:
-        if self.bytes_per_s:
-            ahead = total_bytes / self.bytes_per_s - (time.monotonic() - self.start)
-            if ahead > 0:
-                time.sleep(ahead)
-
-
 @click.command()
 @click.option("-k", "--key", required=True, help="Ring key.")
 @click.argument("header_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--bytes", "nbytes", type=click.IntRange(min=0), help="Bytes to write.")
-@click.option("--seconds", type=click.FloatRange(min=0), help="Write for this long (with --rate: rate x seconds bytes).")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="MB/s (10^6 bytes/s); default unlimited.")
+@click.option("--seconds", type=click.FloatRange(min=0),
+              help="Write for this long (with --rate: rate x seconds bytes).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="MB/s (10^6 bytes/s); default unlimited.")
 @click.option("--pattern", type=click.Choice(PATTERNS), default="ramp", show_default=True,
               help="Data pattern; ramp is byte (offset mod 256), which readers can check.")
-@click.option("--timeout", type=float, default=None, help="Give up if the ring stays full this long (s).")
+@click.option("--timeout", type=float, default=None,
+              help="Give up if the ring stays full this long (s).")
 @user_errors
 def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
          rate: float | None, pattern: str, timeout: float | None) -> None:
@@ -68,12 +58,16 @@ def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
         raise click.UsageError("give exactly one of --bytes or --seconds")
     header = DadaHeader.load(header_file)
     bytes_per_s = rate * 1e6 if rate else None
-    total = nbytes if nbytes is not None else (int(bytes_per_s * seconds) if bytes_per_s else None)
-    deadline = None if total is not None else time.monotonic() + seconds
+    total, deadline = nbytes, None
+    if seconds is not None:  # with a rate, a number of bytes; without, a time
+        if bytes_per_s:
+            total = int(bytes_per_s * seconds)
+        else:
+            deadline = time.monotonic() + seconds
     stop = stop_on_signals()
     with RingWriter(key, timeout=timeout, stop=stop) as writer:
         source = PatternSource(pattern, writer.layout.bufsz)
-        limiter = RateLimiter(bytes_per_s)
+        pacer = Pacer(bytes_per_s, stop)
         written = 0
         with writer.open_transfer(header) as xfer:
             while not stop.is_set():
@@ -81,12 +75,13 @@ def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                limiter.wait(written)
                 with xfer.open_block() as block:
                     n = len(block.data) if total is None else min(len(block.data), total - written)
                     source.fill(block.data[:n], block.obs_offset)
                     block.commit(n)
                 written += n
+                if not pacer.account(n):
+                    break
     if stop.is_set():
         click.echo(f"interrupted after {written} bytes", err=True)
 
@@ -95,7 +90,8 @@ def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
 @click.option("-k", "--key", required=True, help="Ring key.")
 @click.option("--transfers", type=click.IntRange(min=1), default=None,
               help="Exit after this many transfers (default: until interrupted).")
-@click.option("--timeout", type=float, default=None, help="Exit if nothing arrives for this long (s).")
+@click.option("--timeout", type=float, default=None,
+              help="Exit if nothing arrives for this long (s).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @user_errors
 def null(key: str, transfers: int | None, timeout: float | None, as_json: bool) -> None:
@@ -127,7 +123,8 @@ def null(key: str, transfers: int | None, timeout: float | None, as_json: bool) 
     seconds = time.monotonic() - started if started else 0.0
     summary = {
         "bytes": total_bytes, "blocks": blocks, "transfers": done, "aborted_transfers": aborted,
-        "seconds": round(seconds, 6), "gbps": round(total_bytes * 8 / seconds / 1e9, 6) if seconds else 0.0,
+        "seconds": round(seconds, 6),
+        "gbps": round(total_bytes * 8 / seconds / 1e9, 6) if seconds else 0.0,
     }
     if as_json:
         click.echo(json.dumps(summary))

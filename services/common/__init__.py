@@ -8,7 +8,8 @@ One module per job:
 * :mod:`~services.common.protocol`, :mod:`~services.common.control` -- the msgpack control socket
 * :mod:`~services.common.runner` -- ``run_service``: signals, sd_notify, watchdog, exit codes
 * :mod:`~services.common.options` -- the shared click options of every daemon
-* :mod:`~services.common.systemd`, :mod:`~services.common.logging` -- sd_notify, one-line logs
+* :mod:`~services.common.systemd` -- sd_notify and the watchdog (logging: ``ringbuf.setup_logging``)
 * :mod:`~services.common.ctl` -- ``svc-ctl``
-* :mod:`~services.common.testing` -- ``svc-demo``, a ring-less demo daemon for tests and docs
+* :mod:`~services.common.processes` -- start, drive and stop daemons as real processes (the
+  demo, the end-to-end tests and the benchmarks)
 """

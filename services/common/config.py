@@ -35,9 +35,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
-from ringbuf import normalise_key, pair_keys
+from ringbuf import DadaHeader, normalise_key, pair_keys
+from services.common.errors import ServiceError
 
 ENV_PREFIX = "RINGPIPE_"
 _META = "ringpipe.setting"
@@ -47,7 +46,7 @@ _FALSE = ("0", "false", "no", "off")
 C = TypeVar("C", bound="Config")
 
 
-class ConfigError(HeaderError):
+class ConfigError(ServiceError):
     """One or more configuration problems; ``problems`` lists each, naming its key."""
 
     def __init__(self, where: str, problems: Sequence[str]) -> None:
@@ -403,7 +402,8 @@ class DaemonConfig(Config):
 
 @dataclass(frozen=True, kw_only=True)
 class RingPairConfig(Config):
-    """The data + weights ring pair a service attaches to, spelt as ``ringbuf create-pair`` reads it.
+    """The data + weights ring pair a service attaches to, spelt as ``ringbuf create-pair``
+    reads it.
 
     A service's beam (or daemon) config extends this one and calls ``super().check()``.
     """

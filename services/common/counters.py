@@ -53,8 +53,9 @@ def total(help: str) -> Any:
     return field(default=0, metadata={_META: CounterSpec("total", help)})
 
 
-def gauge(help: str, default: Number = 0) -> Any:
-    """Declare a gauge (a current value); the field name must not end in ``_total``."""
+def gauge(help: str, default: Number | str = 0) -> Any:
+    """Declare a gauge (a current value, a number or a short text such as a path); the field
+    name must not end in ``_total``."""
     return field(default=default, metadata={_META: CounterSpec("gauge", help)})
 
 

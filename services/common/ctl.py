@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
+from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
 from services.common.config import ConfigError, parse_overrides
 from services.common.control import ControlClient, ControlError
 from services.common.runner import COMMANDS
@@ -17,10 +17,12 @@ EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 3
 
 
-class _Failure(click.ClickException):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+class _Refused(click.ClickException):
+    exit_code = EXIT_REFUSED
+
+
+class _Unreachable(click.ClickException):
+    exit_code = EXIT_UNREACHABLE
 
 
 def _format_status(reply: dict[str, Any]) -> str:
@@ -101,7 +103,7 @@ def main(
         with ControlClient(socket_path, timeout=timeout) as client:
             reply = client.request(command, config)
     except ControlError as exc:
-        raise _Failure(str(exc), EXIT_UNREACHABLE) from None
+        raise _Unreachable(str(exc)) from None
     if as_json:
         click.echo(json.dumps(reply, indent=2, sort_keys=False, default=str))
     elif reply.get("ok"):
@@ -111,4 +113,4 @@ def main(
             extra = f" ({reply['error']})" if reply.get("error") else ""
             click.echo(f"{command}: ok, state {reply.get('state')}{extra}")
     if not reply.get("ok"):
-        raise _Failure(f"{reply.get('error')} (state {reply.get('state')})", EXIT_REFUSED)
+        raise _Refused(f"{reply.get('error')} (state {reply.get('state')})")

@@ -10,9 +10,9 @@ States and the commands allowed in each (``reset`` is allowed everywhere)::
 
 A command that is not allowed in the current state, or whose config fails validation, is
 refused with a reason and changes nothing. A hook may also refuse by raising :class:`Refused`
-(or ``HeaderError``), which likewise changes nothing. Any other exception from a hook, or
-from the scan loop (which runs in its own thread), moves to ``RuntimeError``; the process
-keeps running and ``reset`` unwinds what was set up (end_scan, deconfigure_scan,
+(or ``HeaderError`` or ``ConfigError``), which likewise changes nothing. Any other exception
+from a hook, or from the scan loop (which runs in its own thread), moves to ``RuntimeError``;
+the process keeps running and ``reset`` unwinds what was set up (end_scan, deconfigure_scan,
 deconfigure_beam, in that order, from the highest level reached).
 
 The config of a command is the command's map layered over the daemon's own configuration
@@ -329,7 +329,7 @@ class Lifecycle:
             elif cmd is Command.DECONFIGURE_BEAM:
                 service.deconfigure_beam()
                 self.configs.pop("beam", None)
-        except (Refused, HeaderError) as exc:
+        except (Refused, HeaderError, ConfigError) as exc:
             logger.warning("%s refused: %s", cmd.value, exc)
             return Outcome(False, state, f"{cmd.value} refused: {exc}", "refused")
         except Exception as exc:

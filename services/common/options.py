@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import click
 
+from ringbuf import LOG_LEVELS, setup_logging
 from ringbuf.errors import HeaderError
 from services.common.config import ConfigError, ConfigSource, DaemonConfig, Mode, build_config
 from services.common.lifecycle import Service
-from services.common.logging import LEVELS, setup_logging
 from services.common.runner import ExitCode
 
 logger = logging.getLogger(__name__)
@@ -61,28 +61,50 @@ class DaemonOptions:
 
         ``-o`` keys must be read by ``config_type`` or by one of ``service_type``'s command
         configs (beam, scan, start), so a misspelt key is an error, not silently ignored.
+        In autonomous mode the daemon configures beam and scan from this same config, so
+        ``service_type``'s beam and scan configs are built here too: a bad or missing key
+        stops the daemon before it starts, not in its first configure_beam/configure_scan.
         """
         try:
             source = self.source()
-            known = set(config_type.keys())
-            if service_type is not None:
-                for command_type in (
-                    service_type.beam_config,
-                    service_type.scan_config,
-                    service_type.start_config,
-                ):
-                    known.update(command_type.keys())
-            unknown = source.unknown_keys(known)
-            try:
-                config = build_config(config_type, source)
-            except ConfigError as exc:
-                raise ConfigError(exc.where, unknown + exc.problems) from None
-            if unknown:
-                raise ConfigError(source.describe(), unknown)
-        except HeaderError as exc:
+            config = _build(config_type, source, service_type)
+        except (HeaderError, ConfigError) as exc:  # a config file that cannot be read, bad keys
             raise click.ClickException(str(exc)) from None
         setup_logging(config.log_level or None)
         return config
+
+
+def _build(config_type: type[C], source: ConfigSource, service_type: type[Service] | None) -> C:
+    """``config_type`` from ``source``, checked as :meth:`DaemonOptions.load` describes."""
+    command_types = () if service_type is None else (
+        service_type.beam_config, service_type.scan_config, service_type.start_config)
+    known = set(config_type.keys()).union(*(t.keys() for t in command_types))
+    problems = source.unknown_keys(known)
+    config: C | None = None
+    try:
+        config = build_config(config_type, source)
+    except ConfigError as exc:
+        problems += exc.problems
+    if _mode(source) is Mode.AUTONOMOUS:
+        for command_type in command_types[:2]:  # start_scan does not run in autonomous mode
+            try:
+                build_config(command_type, source)
+            except ConfigError as exc:
+                problems += exc.problems
+    if problems or config is None:
+        raise ConfigError(source.describe(), list(dict.fromkeys(problems)))  # once each
+    return config
+
+
+def _mode(source: ConfigSource) -> Mode | None:
+    """The mode ``source`` asks for (None if it cannot say), also when other keys are bad."""
+    found = source.lookup("MODE")
+    if found is None:
+        return Mode.MANAGED
+    try:
+        return Mode(str(found[0]).strip().lower())
+    except ValueError:
+        return None
 
 
 def daemon_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,7 +143,7 @@ def daemon_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "as RINGPIPE_<KEY>; -o wins over the environment, which wins over files.",
         ),
         click.option(
-            "--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
+            "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default=None,
             help="Log level (default: LOG_LEVEL key, else env RINGPIPE_LOG_LEVEL, else INFO).",
         ),
         click.option(

@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ringbuf import parse_level, setup_logging, toggle_debug
 from services.common import systemd
 from services.common.config import DaemonConfig, Mode
 from services.common.control import (
@@ -36,7 +37,6 @@ from services.common.control import (
 )
 from services.common.counters import DeltaLogger, HealthState, format_counters
 from services.common.lifecycle import Command, Lifecycle, Service, State
-from services.common.logging import parse_level, setup_logging, toggle_debug
 
 logger = logging.getLogger(__name__)
 

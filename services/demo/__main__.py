@@ -20,8 +20,9 @@ from pathlib import Path
 
 import click
 
+from ringbuf import setup_logging
+from services.common.processes import ProcessGroup
 from services.demo.beam_flow import BeamParams, BeamReport, run_beam_flow
-from services.demo.processes import ProcessGroup
 from services.demo.vis_flow import VisParams, VisReport, run_vis_flow
 
 
@@ -29,9 +30,10 @@ def _vis_summary(r: VisReport) -> list[str]:
     lines = [
         f"  heaps sent {r.heaps_sent}, received {r.ingest.get('heaps_complete_total', 0)}, "
         f"lost {r.ingest.get('heaps_lost_total', 0)}",
-        f"  MS written: {r.output_ms} ({r.rows} rows, {r.mswrite.get('dumps_written_total', 0)} dumps)",
-        f"  vs input: max |DATA diff| {r.max_data_error:g}, max UVW diff {r.max_uvw_error_m:.2g} m, "
-        f"max TIME diff {r.max_time_error_s:.2g} s",
+        f"  MS written: {r.output_ms} ({r.rows} rows, "
+        f"{r.mswrite.get('dumps_written_total', 0)} dumps)",
+        f"  vs input: max |DATA diff| {r.max_data_error:g}, "
+        f"max UVW diff {r.max_uvw_error_m:.2g} m, max TIME diff {r.max_time_error_s:.2g} s",
     ]
     if r.image:
         found = ", ".join(f"{want:g} Jy -> {got:.3f} Jy" for want, got in r.fluxes)
@@ -43,11 +45,12 @@ def _beam_summary(r: BeamReport) -> list[str]:
     lines = [
         f"  heaps received {r.ingest.get('heaps_complete_total', 0)}, "
         f"lost {r.ingest.get('heaps_lost_total', 0)}",
-        f"  recorded: {r.recorded.get('bytes', 0)} data bytes in {r.recorded.get('files', 0)} files",
+        f"  recorded: {r.recorded.get('bytes', 0)} data bytes in "
+        f"{r.recorded.get('files', 0)} files",
         f"  live statistics: {len(r.live_files)} HDF5 files under "
         f"{r.live_files[0].parent if r.live_files else '-'}",
-        f"  offline (stat-file-processor): {len(r.offline_files)} files; {r.compared} compared with "
-        f"the live ones, {len(r.mismatches)} differences",
+        f"  offline (stat-file-processor): {len(r.offline_files)} files; {r.compared} "
+        f"compared with the live ones, {len(r.mismatches)} differences",
     ]
     lines += [f"    {m}" for m in r.mismatches[:5]]
     if r.plot:
@@ -56,8 +59,9 @@ def _beam_summary(r: BeamReport) -> list[str]:
 
 
 @click.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/demo"),
-              show_default=True, help="Where outputs and logs go (emptied first).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("out/demo"), show_default=True,
+              help="Where outputs and logs go (emptied first).")
 @click.option("--only", type=click.Choice(["vis", "beam"]), default=None, help="Run one flow only.")
 @click.option("--no-image", is_flag=True, help="Do not image the visibilities with wsclean.")
 def main(workdir: Path, only: str | None, no_image: bool) -> None:
@@ -68,7 +72,7 @@ def main(workdir: Path, only: str | None, no_image: bool) -> None:
       python -m services.demo
       python -m services.demo --only beam --workdir /tmp/demo
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind and clean up
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

@@ -11,15 +11,17 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from ringbuf import RingLayout
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.stat.hdf5_schema import DATASETS
 
-SHAPE = {  # a small SKA-Low-like beam: 432 channels, 16-bit, PST packets of 24 ch x 32 samples
+# a small SKA-Low-like beam: 432 channels, 16-bit, PST packets of 24 channels x 32 samples
+SHAPE: dict[str, Any] = {
     "NCHAN": 432, "NBIT": 16, "UDP_NCHAN": 24, "UDP_NSAMP": 32, "WT_NSAMP": 32,
     "TSAMP": 207.36, "FREQ": 87.5, "BW": 1.5625, "TELESCOPE": "SKALow",
     "EB_ID": "eb-demo-20261121-00001", "BEAM_ID": 1, "SOURCE": "J0437-4715",
@@ -60,19 +62,21 @@ class BeamReport:
 
     @property
     def ok(self) -> bool:
-        return self.compared > 0 and not self.mismatches and self.ingest.get("heaps_lost_total", 1) == 0
+        lost = self.ingest.get("heaps_lost_total", 1)
+        return self.compared > 0 and not self.mismatches and lost == 0
 
 
 def start_beam_chain(group: ProcessGroup, params: BeamParams, work: Path) -> tuple[int, str, str]:
-    """Rings, svc-ingest (beam), svc-stat and ringbuf record; returns (port, data key, weights key)."""
+    """Rings, svc-ingest (beam), svc-stat and ringbuf record; (port, data key, weights key)."""
     dk, wk = group.ring_pair(
         RingLayout(params.nbufs, params.heaps_per_block * params.data_heap_nbytes),
         RingLayout(params.nbufs, params.heaps_per_block * params.weights_heap_nbytes))
     port = free_udp_ports(1)
     ingest = {"PROFILE": "beam", "DATA_KEY": dk, "WEIGHTS_KEY": wk, "BIND_HOST": "127.0.0.1",
               "PORT_START": port, "STREAM_TIMEOUT_S": 3, "LOG_INTERVAL_S": 5, **SHAPE}
-    group.start("svc-ingest-beam", [tool("svc-ingest"), "--autonomous", "--socket",
-                group.socket_path("ingest-beam"), *options(ingest)], group.socket_path("ingest-beam"))
+    sock = group.socket_path("ingest-beam")
+    group.start("svc-ingest-beam",
+                [tool("svc-ingest"), "--autonomous", "--socket", sock, *options(ingest)], sock)
     stat = {"DATA_KEY": dk, "WEIGHTS_KEY": wk, "STAT_PROC_DELAY_MS": params.stat_delay_ms,
             "STAT_BASE_PATH": work / "live", "LOG_INTERVAL_S": 5}
     group.start("svc-stat", [tool("svc-stat"), "--autonomous", "--socket",
@@ -123,7 +127,8 @@ def run_beam_flow(group: ProcessGroup, params: BeamParams) -> BeamReport:
     time.sleep(0.5)
     send(port, params)
     group.wait("ringbuf-record", timeout=60)
-    recorded = json.loads(group.processes["ringbuf-record"].log.read_text().strip().splitlines()[-1])
+    record_log = group.processes["ringbuf-record"].log.read_text()
+    recorded = json.loads(record_log.strip().splitlines()[-1])
     deadline = time.monotonic() + 30
     while group.status("svc-stat")["counters"]["transfers_total"] < 1 or \
             group.status("svc-stat")["state"] != "Scanning":
@@ -135,11 +140,11 @@ def run_beam_flow(group: ProcessGroup, params: BeamParams) -> BeamReport:
     ingest = group.status("svc-ingest-beam")["counters"]
     live = sorted((work / "live").rglob("*.h5"))
     run_tool([tool("stat-file-processor"), work / "rec" / "data", "--segment-heaps",
-              params.heaps_per_block, "-o", work / "offline", "--no-progress"], timeout=300)
+              params.heaps_per_block, "--output", work / "offline", "--no-progress"], timeout=300)
     offline = sorted((work / "offline").glob("*.h5"))
     compared, mismatches = compare_files(live, offline)
     report = BeamReport(ingest, stat, recorded, live, offline, compared, mismatches)
     if live:
         report.plot = work / "summary.png"
-        run_tool([tool("stat-plot"), live[len(live) // 2], "-o", report.plot], timeout=120)
+        run_tool([tool("stat-plot"), live[len(live) // 2], "--output", report.plot], timeout=120)
     return report

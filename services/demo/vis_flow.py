@@ -17,8 +17,8 @@ import numpy as np
 from casacore.tables import table
 
 from ringbuf import RingLayout
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.demo.fits import read_image
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +119,15 @@ def wait_for_ms(group: ProcessGroup, name: str, directory: Path, pattern: str,
         if found and counters.get("ms_written_total", 0) >= 1:
             return found[0], counters
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no {pattern} in {directory} within {timeout:g} s: {group.tail(name)}")
+            raise RuntimeError(
+                f"no {pattern} in {directory} within {timeout:g} s: {group.tail(name)}")
         time.sleep(0.2)
 
 
 def _sorted_rows(path: Path) -> dict[str, np.ndarray]:
     with table(str(path), ack=False) as t:
-        cols = {name: t.getcol(name) for name in ("TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "FLAG")}
+        names = ("TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA", "FLAG")
+        cols = {name: t.getcol(name) for name in names}
     with table(str(path / "SPECTRAL_WINDOW"), ack=False) as spw:
         freqs = spw.getcol("CHAN_FREQ")[0]
     order = np.lexsort((cols["ANTENNA2"], cols["ANTENNA1"], np.round(cols["TIME"], 3)))
@@ -139,7 +141,7 @@ def compare(source: Path, output: Path) -> tuple[float, float, float, int]:
     a, b = _sorted_rows(source), _sorted_rows(output)
     if len(a["TIME"]) != len(b["TIME"]):
         raise RuntimeError(f"{output}: {len(b['TIME'])} rows, the source has {len(a['TIME'])}")
-    if not (np.array_equal(a["ANTENNA1"], b["ANTENNA1"]) and np.array_equal(a["ANTENNA2"], b["ANTENNA2"])):
+    if not all(np.array_equal(a[name], b[name]) for name in ("ANTENNA1", "ANTENNA2")):
         raise RuntimeError(f"{output}: ANTENNA1/2 differ from the source")
     if not np.allclose(a["CHAN_FREQ"], b["CHAN_FREQ"], rtol=0, atol=1e-3):
         raise RuntimeError(f"{output}: CHAN_FREQ differs from the source")
@@ -148,7 +150,9 @@ def compare(source: Path, output: Path) -> tuple[float, float, float, int]:
             float(np.max(np.abs(a["TIME"] - b["TIME"]))), len(a["TIME"]))
 
 
-def image(ms: Path, work: Path, sources: tuple[tuple[float, float, float], ...]) -> tuple[Path, list[tuple[float, float]]]:
+def image(
+    ms: Path, work: Path, sources: tuple[tuple[float, float, float], ...]
+) -> tuple[Path, list[tuple[float, float]]]:
     """wsclean the MS; (image, [(expected flux, measured peak) per source])."""
     name = work / "img"
     run_tool(["wsclean", "-quiet", "-size", 256, 256, "-scale", "1arcmin", "-niter", 2000,

@@ -1,4 +1,4 @@
-"""``svc-ingest``: the SPEAD2 -> ring-pair daemon (see docs/ingest.md)."""
+"""``svc-ingest``: parse the common options, load the config, run the service."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from services.ingest.config import IngestConfig
 from services.ingest.service import IngestService
 
 
-@click.command(help="""Receive SPEAD2 visibility (CBF-SDP ICD) or voltage-beam streams into a
-data + weights ring pair.
-
-\b
-Example:
-  ringbuf create -k c000 -b 5120 -n 16 && ringbuf create -k c010 -b 320 -n 16
-  svc-ingest -c configs/vis.hdr -c configs/vis-ingest.hdr --autonomous
-""")
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @daemon_options
 def main(options: DaemonOptions) -> None:
+    """Receive SPEAD2 visibility (CBF-SDP ICD) or voltage-beam streams into a data + weights
+    ring pair (docs/ingest.md).
+
+    \b
+    Example:
+      ringbuf create -k c000 -b 5120 -n 16 && ringbuf create -k c010 -b 320 -n 16
+      svc-ingest -c configs/vis.hdr -c configs/vis-ingest.hdr --autonomous
+    """
     config = options.load(IngestConfig, IngestService)
     raise SystemExit(run_service(IngestService(config), config))

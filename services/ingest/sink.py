@@ -19,10 +19,16 @@ from typing import Protocol
 
 import numpy as np
 
-from ringbuf import DadaHeader, RingPairWriter, Timeout
+from ringbuf import (
+    DadaHeader,
+    PairWriteTransfer,
+    RingPairWriter,
+    Timeout,
+    WriteBlock,
+    WriteSegment,
+    WriteTransfer,
+)
 from ringbuf.errors import RingLayoutMismatch
-from ringbuf.pair import PairWriteTransfer, WriteSegment
-from ringbuf.writer import WriteBlock, WriteTransfer
 
 
 class OpenSegment(Protocol):

@@ -6,6 +6,11 @@ contract's order (autocorrelations included; any row order), and channel frequen
 contain the stream's channels. Dump *i* takes the UVW of the model time equal to the dump's
 time (within half an integration); a dump outside the model's times (a sender repeating
 the MS) takes model time ``i mod ntime``, with one warning.
+
+UVW are copied as they are (a row stored as (ANTENNA2, ANTENNA1) is negated), so the output
+has the model's convention. A model whose UVW are the negative of CASA's convention
+(:mod:`services.mswrite.uvw`) for its own antennas and phase centre is reported with one
+warning: its sky would image point-mirrored in CASA if its DATA were predicted in CASA's way.
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ class DataModel:
         self._times, self._uvw = self._uvw_per_time(stream, times, a1, a2, uvw)
         self._int_time = stream.int_time
         self._warned_repeat = False
+        self.flipped = self._flipped(stream)
+        if self.flipped:
+            logger.warning("data model %s: its UVW are the negative of CASA's convention "
+                           "(pos(ANTENNA1) - pos(ANTENNA2)) for its antennas and phase centre; "
+                           "copied as they are", self.path)
         logger.info("data model %s: %d antennas, %d times, phase centre %s", self.path,
                     len(self.antennas), len(self._times), self.phase_centre)
 
@@ -69,6 +79,28 @@ class DataModel:
         if worst > abs(stream.chan_width_hz) / 2:
             raise MsWriteError(f"data model {self.path}: channel frequencies differ from the "
                                f"stream's FREQ0_HZ/CHAN_WIDTH_HZ by up to {worst:.6g} Hz")
+
+    def _flipped(self, stream: VisStream) -> bool:
+        """Whether the model's first time has the negated UVW of CASA's convention (within
+        1 % of each baseline's length, so a model merely computed differently is not)."""
+        from services.mswrite.uvw import MeasuresUvw
+
+        a1, a2 = stream.baselines()
+        try:
+            ours = MeasuresUvw(self.antennas, self.phase_centre, a1, a2).uvw(
+                np.zeros(1, np.int64), self._times[:1])[0]
+        except RuntimeError as exc:  # measures data missing: no opinion
+            logger.debug("data model %s: UVW orientation not checked: %s", self.path, exc)
+            return False
+        length = np.linalg.norm(ours, axis=1)
+        cross = length > 1.0
+        if not cross.any():
+            return False
+        model = self._uvw[0][cross]
+        tolerance = 0.01 * length[cross]
+        same = np.linalg.norm(model - ours[cross], axis=1) < tolerance
+        negated = np.linalg.norm(model + ours[cross], axis=1) < tolerance
+        return bool(negated.all() and not same.any())
 
     def _uvw_per_time(self, stream: VisStream, times: np.ndarray, a1: np.ndarray,
                       a2: np.ndarray, uvw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ringbuf.errors import RingBufError
+from services.common.errors import ServiceError
 
 
-class MsWriteError(RingBufError):
+class MsWriteError(ServiceError):
     """A MeasurementSet cannot be written as asked.
 
     The output exists or cannot be written, the data model does not match the stream,

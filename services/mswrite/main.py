@@ -1,24 +1,18 @@
-"""The ``svc-mswrite`` command: parse options, load the config, run the service."""
+"""``svc-mswrite``: parse the common options, load the config, run the service."""
 
 from __future__ import annotations
 
 import click
 
-from services.common.config import ConfigError, Mode, build_config
 from services.common.options import DaemonOptions, daemon_options
 from services.common.runner import run_service
-from services.mswrite.service import (
-    MsWriteBeamConfig,
-    MsWriteConfig,
-    MsWriteScanConfig,
-    MsWriteService,
-)
+from services.mswrite.service import MsWriteConfig, MsWriteService
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @daemon_options
 def main(options: DaemonOptions) -> None:
-    """Write the transfers of a visibility ring pair into MeasurementSets.
+    """Write the transfers of a visibility ring pair into MeasurementSets (docs/mswrite.md).
 
     Managed mode (default) waits for lifecycle commands on the control socket
     (configure_beam: DATA_KEY, WEIGHTS_KEY; configure_scan: MS_* keys; start_scan: SCAN_ID).
@@ -32,17 +26,4 @@ def main(options: DaemonOptions) -> None:
         svc-ctl /tmp/mswrite.sock status
     """
     config = options.load(MsWriteConfig, MsWriteService)
-    if config.mode is Mode.AUTONOMOUS:  # refuse a bad beam/scan config before starting
-        problems: list[str] = []
-        for config_type in (MsWriteBeamConfig, MsWriteScanConfig):
-            try:
-                build_config(config_type, config.source)
-            except ConfigError as exc:
-                problems += exc.problems
-        if problems:
-            raise click.ClickException(str(ConfigError(config.source.describe(), problems)))
     raise SystemExit(run_service(MsWriteService(config), config))
-
-
-if __name__ == "__main__":
-    main()

@@ -100,7 +100,8 @@ class Antennas:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the antenna text file :meth:`load` reads."""
         lines = ["# NAME X_ITRF_M Y_ITRF_M Z_ITRF_M DISH_DIAMETER_M"]
-        for name, (x, y, z), d in zip(self.names, self.positions, self.dish_diameters, strict=False):
+        for name, (x, y, z), d in zip(self.names, self.positions, self.dish_diameters,
+                                      strict=False):
             lines.append(f"{name} {x:.4f} {y:.4f} {z:.4f} {d:g}")
         Path(path).write_text("\n".join(lines) + "\n")
 

@@ -250,8 +250,9 @@ class MsTable:
         main.putcol("DATA", rows.data, startrow, n)
         main.putcol("FLAG", rows.flag, startrow, n)
         main.putcol("WEIGHT_SPECTRUM", rows.weight_spectrum, startrow, n)
-        self._time_range[0] = min(self._time_range[0], float(rows.time.min()) - self.spec.int_time / 2)
-        self._time_range[1] = max(self._time_range[1], float(rows.time.max()) + self.spec.int_time / 2)
+        half = self.spec.int_time / 2
+        self._time_range[0] = min(self._time_range[0], float(rows.time.min()) - half)
+        self._time_range[1] = max(self._time_range[1], float(rows.time.max()) + half)
 
     def flush(self) -> None:
         """Write everything so far to disk (an MS killed after this opens with these rows)."""

@@ -37,10 +37,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ringbuf.errors import EndOfData, RingBufError, Timeout, WriterDied
-from ringbuf.pair import PairReadTransfer, RingPairReader
-from ringbuf.reader import ReadBlock, ReadTransfer
-from ringbuf.status import snapshot
+from ringbuf import (
+    PairOutOfStep,
+    PairReadTransfer,
+    RingPairReader,
+    Segment,
+    Timeout,
+    WriterDied,
+    snapshot,
+)
+from ringbuf.errors import RingBufError
 from services.common.config import Config, DaemonConfig, RingPairConfig, non_negative, setting
 from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
 from services.common.lifecycle import Refused, Service, StartScanConfig
@@ -160,25 +166,6 @@ class MsWriteCounters(Counters):
     current_dumps: int = gauge("dumps with rows in the MS being written")
 
 
-# --------------------------------------------------------------------------- held blocks
-class HeldBlocks:
-    """Ring blocks read (of both rings, each in its ring's order) and not yet cleared."""
-
-    def __init__(self) -> None:
-        self._blocks: list[ReadBlock] = []
-        self.pairs = 0  # block pairs held
-
-    def hold(self, data: ReadBlock | None, weights: ReadBlock | None) -> None:
-        self._blocks += [b for b in (data, weights) if b is not None]
-        self.pairs += data is not None and weights is not None
-
-    def clear(self) -> None:
-        """Give every held block back to the ring writer."""
-        blocks, self._blocks, self.pairs = self._blocks, [], 0
-        for block in blocks:
-            block.clear()
-
-
 # --------------------------------------------------------------------------- service
 class MsWriteService(Service):
     """Reads the visibility ring pair and writes each transfer as MeasurementSets."""
@@ -272,8 +259,7 @@ class MsWriteService(Service):
         """Write (or drain) the transfer left part-way by a stop, else wait up to POLL_S
         for the next transfer and write it."""
         reader = self._require_reader()
-        for ring in (reader.data, reader.weights):
-            ring.stop = stop  # a stop of this scan interrupts every ring wait
+        reader.stop = stop  # a stop of this scan interrupts every ring wait
         if self._pending is not None:
             (transfer, draining), self._pending = self._pending, None
             if draining:
@@ -300,31 +286,30 @@ class MsWriteService(Service):
         except TransferError as exc:
             self._give_up(exc, transfer, None)
             return
-        held = HeldBlocks()  # written, not yet flushed: a kill -9 has them delivered again
+        # segments written but not yet flushed stay held: a kill -9 has them delivered again
         most = max(1, self._require_reader().data.layout.nbufs // 2)
         try:
-            for data, weights in self._pairs(transfer, held):
-                writer.write(data.data, weights.data, data.obs_offset)
-                if held.pairs >= most and not writer.durable:
+            for seg in self._segments(transfer):
+                writer.write(seg.data, seg.weights, seg.obs_offset)
+                if transfer.held >= most and not writer.durable:
                     writer.flush()  # before the ring writer has to wait for a block
                 if writer.durable:
-                    held.clear()
+                    transfer.clear_held()
         except WriterDied:
             c.writer_died_total += 1
             logger.warning("scan %d: the ring writer died; closing what arrived",
                            writer.stream.scan_id)
-            self._close(writer, held)
+            self._close(writer, transfer)
         except TransferError as exc:
-            self._give_up(exc, transfer, writer, held)
+            self._give_up(exc, transfer, writer)
         except (MsWriteError, OSError, RuntimeError) as exc:
-            self._give_up(TransferError(Reason.WRITE_FAILED, _one_line(exc)), transfer, writer,
-                          held)
+            self._give_up(TransferError(Reason.WRITE_FAILED, _one_line(exc)), transfer, writer)
         except BaseException:  # stop (Interrupted) or a bug: keep what was written
             self._keep_pending(transfer, draining=False)
-            self._close(writer, held)
+            self._close(writer, transfer)
             raise
         else:
-            self._close(writer, held)
+            self._close(writer, transfer)
 
     def _open_writer(self, transfer: PairReadTransfer, expected_scan: int | None,
                      resumed: bool) -> TransferWriter:
@@ -361,85 +346,63 @@ class MsWriteService(Service):
                     " (continuation)" if writer.resumed else "")
         return writer
 
-    def _pairs(self, transfer: PairReadTransfer,
-               held: HeldBlocks) -> Iterator[tuple[ReadBlock, ReadBlock]]:
-        """Block pairs until the end of the transfer, each added to ``held`` (the caller
-        clears them). WriterDied and Interrupted propagate; a block still held when the
-        process dies is delivered again to the next reader.
+    def _segments(self, transfer: PairReadTransfer) -> Iterator[Segment]:
+        """Segments until the end of the transfer, each left held (the caller clears them
+        with ``transfer.clear_held()``). WriterDied and Interrupted propagate; a segment still
+        held when the process dies is delivered again to the next reader.
 
-        Each ring is read with its own timeout retries (progress reported while waiting),
-        so a wait that times out between the two blocks of a pair never splits it.
+        A ring wait that times out reports progress and waits again (the transfer keeps a
+        pair together across it).
         """
-        c = self.counters
-        while True:
-            data = weights = None
-            try:
-                data = self._next_block(transfer.data)
-                weights = self._next_block(transfer.weights)
-            finally:
-                held.hold(data, weights)
-            if data is None or weights is None:
-                if data is not None or weights is not None:
-                    raise TransferError(Reason.BAD_BLOCK, "ring pair: one ring ended its "
-                                        "transfer before the other")
-                return
-            c.blocks_total += 1
-            c.bytes_total += data.nbytes + weights.nbytes
-            self.health.data_seen()
-            self.progress()
-            yield data, weights
-
-    def _next_block(self, transfer: ReadTransfer) -> ReadBlock | None:
-        """The next block of one ring (None at its end), reporting progress while waiting."""
         while True:
             try:
-                return transfer.next_block()
-            except WriterDied:
-                raise
-            except EndOfData:
-                return None
+                held = transfer.next_segment()
             except Timeout:
                 self.progress()
+                continue
+            except PairOutOfStep as exc:
+                raise TransferError(Reason.BAD_BLOCK, str(exc)) from None
+            if held is None:
+                return
+            self._count(held.segment)
+            yield held.segment
+
+    def _count(self, seg: Segment) -> None:
+        c = self.counters
+        c.blocks_total += 1
+        c.bytes_total += seg.data.nbytes + seg.weights.nbytes
+        self.health.data_seen()
+        self.progress()
 
     def _drain(self, transfer: PairReadTransfer) -> None:
-        """Read and discard the rest of a transfer (so ingest never waits on us).
-
-        Not ``transfer.skip()``: a drain can last a whole scan, so it reports progress and
-        counts the blocks, and a ring wait that times out is retried, not raised.
-        """
-        held = HeldBlocks()
+        """Read and discard the rest of a transfer (so ingest never waits on us), counting
+        the blocks and reporting progress; a stop leaves the rest for the next scan loop."""
         try:
-            for _ in self._pairs(transfer, held):
-                held.clear()
-        except (WriterDied, TransferError):
-            pass
+            transfer.drain(on_wait=self.progress, on_segment=self._count)
         except BaseException:  # stop: drain the rest at the next scan
             self._keep_pending(transfer, draining=True)
             raise
-        finally:
-            held.clear()
 
     def _keep_pending(self, transfer: PairReadTransfer, draining: bool) -> None:
         """Remember a transfer a stop left part-way (resumed by the next scan loop)."""
-        if not (transfer.data.finished and transfer.weights.finished):
+        if not transfer.finished:
             self._pending = (transfer, draining)
 
     def _give_up(self, exc: TransferError, transfer: PairReadTransfer,
-                 writer: TransferWriter | None, held: HeldBlocks | None = None) -> None:
+                 writer: TransferWriter | None) -> None:
         c = self.counters
         c.errors.add(exc.reason)
         c.transfers_skipped_total += 1
         try:
             left = writer.abort() if writer is not None else None
         finally:
-            if held is not None:
-                held.clear()
+            transfer.clear_held()
         logger.error("%s%s; draining the rest of the transfer", exc,
                      f" (left {left})" if left else "")
         self._drain(transfer)
 
-    def _close(self, writer: TransferWriter, held: HeldBlocks) -> None:
-        """Close the MS (flushing it), then clear the blocks it held."""
+    def _close(self, writer: TransferWriter, transfer: PairReadTransfer) -> None:
+        """Close the MS (flushing it), then clear the segments it held."""
         try:
             paths = writer.close()
         except TransferError as exc:
@@ -447,7 +410,7 @@ class MsWriteService(Service):
             logger.error("%s", exc)
             return
         finally:
-            held.clear()
+            transfer.clear_held()
         logger.info("scan %d: wrote %s", writer.stream.scan_id,
                     ", ".join(str(p) for p in paths) or "nothing")
 

@@ -3,10 +3,10 @@
 The array is SKA-Low-like: stations of 38 m at the SKA-Low site (Inyarrimanha Ilgari
 Bundara, Western Australia), half in a core and half spread over a disc, with real ITRF
 positions (WGS84). Or any layout from an antenna file. UVW (J2000) is computed with
-casacore.measures and the visibilities with the imagers' sign convention
-(:mod:`services.mswrite.sky`). The MS is written through the same writer svc-mswrite uses
-(:class:`services.mswrite.writer.VisWriter`), fed with dumps shaped as ring blocks, so
-every subtable is filled the same way.
+casacore.measures and the visibilities are predicted in CASA's convention
+(:mod:`services.mswrite.uvw`, :mod:`services.mswrite.sky`). The MS is written through the
+same writer svc-mswrite uses (:class:`services.mswrite.writer.VisWriter`), fed with dumps
+shaped as ring blocks, so every subtable is filled the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ringbuf.errors import RingBufError
+from ringbuf import setup_logging
+from services.common.errors import USER_ERRORS
 from services.mswrite.errors import MsWriteError
 from services.mswrite.metadata import DEFAULT_DISH_DIAMETER_M, Antennas, PhaseCentre
 from services.mswrite.sky import PointSource, predict
@@ -205,7 +206,7 @@ def main(out: Path, nant: int, layout: Path | None, radius_km: float, nchan: int
       sim-ms sky.ms --nant 64 --nchan 64 --ntime 20 --source 1,0,0 --source 0.5,30,15
       sim-ms sky.ms --ra 60 --dec -30 --layout stations.txt --drop-fraction 0.25
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.WARNING)
     try:
         start_unix = calendar.timegm(time.strptime(start, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
@@ -223,16 +224,18 @@ def main(out: Path, nant: int, layout: Path | None, radius_km: float, nchan: int
         sim = Simulation(
             antennas=antennas, nchan=nchan, ntime=ntime, int_time=int_time,
             freq0_hz=freq_mhz * 1e6, chan_width_hz=chan_width_khz * 1e3, start_unix=start_unix,
-            phase_centre=None if ra_deg is None else PhaseCentre.from_degrees(ra_deg, dec_deg),
+            phase_centre=None if ra_deg is None or dec_deg is None
+            else PhaseCentre.from_degrees(ra_deg, dec_deg),
             sources=[PointSource.parse(s) for s in (sources or DEFAULT_SOURCES)],
             scan_id=scan_id, noise_jy=noise_jy, drop_fraction=drop_fraction,
             channels_per_heap=channels_per_heap, seed=seed)
         if overwrite and out.exists():
             shutil.rmtree(out)
         sim.write(out)
-    except RingBufError as exc:
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     stream = sim.stream()
+    centre = sim.resolved_phase_centre()
+    ra, dec = np.degrees(centre.ra_rad), np.degrees(centre.dec_rad)
     click.echo(f"wrote {out}: {len(antennas)} antennas, {stream.nbaseline} baselines, "
-               f"{nchan} channels, {ntime} dumps, phase centre RA "
-               f"{stream.phase_centre_deg[0]:.4f} Dec {stream.phase_centre_deg[1]:.4f} deg")
+               f"{nchan} channels, {ntime} dumps, phase centre RA {ra:.4f} Dec {dec:.4f} deg")

@@ -1,11 +1,15 @@
-"""Point-source sky model and visibility prediction with the sign convention imagers use.
+"""Point-source sky model and visibility prediction in CASA's convention.
 
 For a source of flux S at direction cosines (l, m) from the phase centre (l towards east,
-m towards north, n = sqrt(1 - l^2 - m^2)) and UVW = pos(ANTENNA2) - pos(ANTENNA1)::
+m towards north, n = sqrt(1 - l^2 - m^2)) and the row's UVW as CASA defines it,
+``UVW = pos(ANTENNA1) - pos(ANTENNA2)`` rotated to (u, v, w) (:mod:`services.mswrite.uvw`)::
 
     V(u, v, w, nu) = sum S exp(+2 pi i (u l + v m + w (n - 1)) nu / c)
 
-wsclean and CASA put such a source at (l, m); the opposite sign puts it at (-l, -m).
+which is what CASA's ``ft`` predicts for a component list (checked to 4e-8 Jy). Written
+with the baseline b = pos(ANTENNA2) - pos(ANTENNA1) it is the measurement equation's
+``V = sum S exp(-2 pi i b.s / lambda)``, V_12 = <E_1 E_2^*>. CASA, wsclean and pyuvdata
+put such a source at (l, m); the opposite sign (or the opposite UVW) puts it at (-l, -m).
 Sources are unpolarised: XX = YY = V, XY = YX = 0 (Stokes I = (XX + YY) / 2 = S).
 """
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
 
 logger = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
 from services.mswrite.errors import MsWriteError
 from services.mswrite.metadata import Antennas, PhaseCentre
 from services.mswrite.stream import VisStream

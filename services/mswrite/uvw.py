@@ -1,9 +1,13 @@
 """UVW coordinates (J2000, metres) from antenna positions and a phase centre.
 
-Convention (the one wsclean, CASA and the reference check in spead-and-ms.md §4.3 agree
-on): the UVW of the row (ANTENNA1, ANTENNA2) is the baseline vector
-``pos(ANTENNA2) - pos(ANTENNA1)`` expressed in the (u, v, w) frame of the J2000 phase
-centre at the row's time, so that ``V = sum S exp(+2 pi i (u l + v m + w (n - 1)) / lambda)``.
+Convention: CASA's. The UVW of the row (ANTENNA1, ANTENNA2) is the vector
+``pos(ANTENNA1) - pos(ANTENNA2)`` expressed in the (u, v, w) frame of the J2000 phase centre
+at the row's time (w towards the phase centre, v towards the north pole), which is what
+CASA's ``fixvis`` recomputes from the ANTENNA table, and what pyuvdata's MS reader accepts
+without a warning. Visibilities pair with it as CASA's ``ft`` predicts them:
+``V = sum S exp(+2 pi i (u l + v m + w (n - 1)) / lambda)`` (:mod:`services.mswrite.sky`).
+Rows (ANTENNA2, ANTENNA1) have ``-UVW`` and conjugated visibilities. docs/mswrite.md gives
+the evidence; tests/mswrite/test_casa_convention.py checks it.
 
 casacore.measures does the frame work (UTC -> UT1, precession, nutation, polar motion):
 per time, one ``to_uvw`` of every antenna's offset from the array centre; each baseline is
@@ -57,9 +61,9 @@ class MeasuresUvw:
         return np.asarray(xyz, np.float64).reshape(-1, 3)
 
     def uvw(self, dumps: np.ndarray, times_mjd_s: np.ndarray) -> np.ndarray:
-        """UVW of every baseline ``pos(ANTENNA2) - pos(ANTENNA1)`` at each time."""
+        """UVW of every baseline at each time: ``pos(ANTENNA1) - pos(ANTENNA2)``, rotated."""
         out = np.empty((len(times_mjd_s), len(self._ant1), 3), np.float64)
         for i, t in enumerate(times_mjd_s):
             ant = self.antenna_uvw(t)
-            np.subtract(ant[self._ant2], ant[self._ant1], out=out[i])
+            np.subtract(ant[self._ant1], ant[self._ant2], out=out[i])
         return out

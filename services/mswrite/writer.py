@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringbuf.header import DadaHeader
+from ringbuf import DadaHeader
 from services.mswrite.datamodel import DataModel
 from services.mswrite.errors import MsWriteError
 from services.mswrite.metadata import Antennas, PhaseCentre
@@ -225,7 +225,7 @@ class VisWriter:
         while self._dumps < upto:
             n = min(step, upto - self._dumps)
             rows = self._rows(vis[:n], weights[:n], self.dump_offset + self._dumps)
-            self._table.put_rows(self._dumps * s.nbaseline, rows)
+            self._require_open().put_rows(self._dumps * s.nbaseline, rows)
             self._dumps += n
 
     def _block_buffers(self, ndump: int) -> RowBlock:

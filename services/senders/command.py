@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import click
 
+from ringbuf import DadaHeader, setup_logging
 from ringbuf.errors import HeaderError
-from ringbuf.header import DadaHeader
 from services.common.config import (
     Config,
     ConfigError,
@@ -31,7 +31,7 @@ from services.common.config import (
     build_config,
     parse_overrides,
 )
-from services.common.logging import setup_logging
+from services.common.errors import USER_ERRORS
 
 C = TypeVar("C", bound=Config)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,7 +148,7 @@ def sender_options(keys: SenderKeys) -> Callable[[F], F]:
             setup_logging(("WARNING", "INFO", "DEBUG")[min(verbose, 2)])
             try:
                 return func(args=args, **kwargs)
-            except (HeaderError, OSError, ValueError) as exc:
+            except USER_ERRORS + (OSError, ValueError) as exc:
                 logging.getLogger(func.__module__).debug("failed", exc_info=True)
                 raise click.ClickException(str(exc)) from None
 

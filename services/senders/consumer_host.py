@@ -23,8 +23,7 @@ from typing import Any
 
 import click
 
-from ringbuf import RingPairReader
-from services.common.logging import setup_logging
+from ringbuf import RingPairReader, setup_logging
 
 logger = logging.getLogger(__name__)
 

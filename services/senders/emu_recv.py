@@ -27,7 +27,7 @@ from types import FrameType
 
 import click
 
-from ringbuf import RingLayout
+from ringbuf import RingLayout, setup_logging
 from ringbuf.errors import HeaderError
 from services.common.config import (
     Config,
@@ -40,8 +40,8 @@ from services.common.config import (
     positive,
     setting,
 )
-from services.common.logging import setup_logging
-from services.demo.processes import Process, ProcessGroup, daemon_env, options, tool
+from services.common.errors import USER_ERRORS
+from services.common.processes import Process, ProcessGroup, daemon_env, options, tool
 from services.senders.command import read_config_file
 from services.senders.consumer_host import load_class
 from services.senders.emu_send import EmuSendConfig
@@ -326,7 +326,7 @@ def main(config_files: tuple[str, ...], overrides: tuple[str, ...], verbose: int
     except SignalledError as exc:
         click.echo(f"emu-recv: {exc}: stopped, rings removed", err=True)
         sys.exit(128 + exc.signum)
-    except (HeaderError, OSError, RuntimeError, ValueError) as exc:
+    except USER_ERRORS + (OSError, RuntimeError, ValueError) as exc:
         logger.debug("failed", exc_info=True)
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
 

@@ -10,10 +10,12 @@ Follows ``shared/reference/pst-stat.md`` sections 1-3 number for number:
 * ``FREQ_MASK`` selects the channels left out of the ``*_RFI_EXCISED`` outputs;
 * ``NCHAN_DS``/``NDAT_DS`` follow :func:`calc_bins`; variances are sample variances (ddof=1).
 
-A :class:`StatComputer` is built for a segment of a known number of heaps (the time bins depend
-on it) and fed in pieces with :meth:`StatComputer.add`, so a long file is processed in constant
-memory; :meth:`StatComputer.result` returns a :class:`StatResult`.  :func:`compute_segment`
-does both for one :class:`ringbuf.segment.Segment`.  Counters are 64-bit.
+The headers of a transfer are parsed once into :class:`StatInputs`.  A :class:`StatComputer`
+is built from them for a segment of a known number of heaps (the time bins depend on it) and
+fed in pieces with :meth:`StatComputer.add`, so a long file is processed in constant memory;
+:meth:`StatComputer.result` returns a :class:`StatResult`.  :func:`compute_segment` does all
+three for one :class:`ringbuf.Segment`.  Counters are 64-bit.  The numba kernels are imported
+on first use, so reading results, masks or this module's types does not load numba.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ringbuf.errors import HeaderError, RingBufError
-from ringbuf.header import DadaHeader
-from ringbuf.segment import Segment
-from services.stat import kernels
+from ringbuf import DadaHeader, HeaderError, Segment
+from services.common.errors import ServiceError
 from services.formats.pst import PstLayout, first_token
+from services.stat.config import StatConfig
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,11 @@ FLT_MAX = np.float32(np.finfo(np.float32).max)
 MAX_REQ_TIME_BINS = 32768
 MAX_REQ_FREQ_BINS = 2048
 DEFAULT_REQ_BINS = 1024
-DEFAULT_NREBIN = 256
 UNKNOWN = "unknown"
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stat-pol-b")
 
 
-class SegmentError(RingBufError, ValueError):
+class SegmentError(ServiceError, ValueError):
     """A segment cannot be processed (no whole heap, or data and weights heap counts differ)."""
 
 
@@ -85,28 +85,6 @@ def rfi_mask(freq: float, bw: float, nchan: int, ranges: list[tuple[float, float
     for lo, hi in ranges:
         mask |= ((start >= lo) & (start < hi)) | ((end > lo) & (end <= hi))
     return mask
-
-
-@dataclass(frozen=True)
-class StatConfig:
-    """Bin requests (before :func:`calc_bins`) and the rebinned-histogram size."""
-
-    req_time_bins: int = DEFAULT_REQ_BINS
-    req_freq_bins: int = DEFAULT_REQ_BINS
-    nrebin: int = DEFAULT_NREBIN
-
-    @classmethod
-    def from_header(cls, header: DadaHeader, defaults: StatConfig | None = None) -> StatConfig:
-        """STAT_REQ_TIME_BINS, STAT_REQ_FREQ_BINS, STAT_NREBIN, falling back to ``defaults``."""
-        base = defaults or cls()
-        nrebin = header.get_int("STAT_NREBIN", base.nrebin)
-        if nrebin <= 0:
-            raise HeaderError(f"{header.source}: STAT_NREBIN {nrebin} must be positive")
-        return cls(
-            req_time_bins=header.get_int("STAT_REQ_TIME_BINS", base.req_time_bins),
-            req_freq_bins=header.get_int("STAT_REQ_FREQ_BINS", base.req_freq_bins),
-            nrebin=nrebin,
-        )
 
 
 @dataclass(frozen=True)
@@ -180,45 +158,80 @@ def _nonzero(header: DadaHeader, key: str) -> float:
     return value
 
 
-class StatComputer:
-    """Accumulates the statistics of one segment of ``nheap`` heaps, fed in any number of pieces.
+@dataclass(frozen=True, eq=False)
+class StatInputs:
+    """What the statistics need from a transfer's data and weights headers, parsed once.
 
-    ``data_header``/``weights_header`` are validated here (layout keys, RESOLUTION, NBIT 8/16,
-    TSAMP, BYTES_PER_SECOND, FREQ, BW, START_CHANNEL, PICOSECONDS, FREQ_MASK); errors are
+    Built with :meth:`from_headers`, which validates the layout keys, RESOLUTION, NBIT 8/16,
+    TSAMP, BYTES_PER_SECOND, FREQ, BW, START_CHANNEL, PICOSECONDS and FREQ_MASK; errors are
     :class:`HeaderError` naming the header's source and the key.
     """
 
-    def __init__(self, data_header: DadaHeader, weights_header: DadaHeader, nheap: int,
-                 config: StatConfig | None = None) -> None:
-        if nheap < 1:
-            raise SegmentError(
-                f"{data_header.source}: a segment needs at least one heap, got {nheap}")
-        self.layout = PstLayout.from_headers(data_header, weights_header)
-        self.data_header = data_header
-        self.weights_header = weights_header
-        self.config = config or StatConfig.from_header(data_header)
-        self.nheap = nheap
-        lay = self.layout
-        self.tsamp = _nonzero(data_header, "TSAMP")
-        self.bytes_per_second = _nonzero(data_header, "BYTES_PER_SECOND")
-        self.freq = data_header.get_float("FREQ")
-        self.bw = data_header.get_float("BW")
-        self.start_chan = data_header.get_int("START_CHANNEL")
-        self.picoseconds = data_header.get_int("PICOSECONDS")
+    layout: PstLayout
+    tsamp: float
+    bytes_per_second: float
+    freq: float
+    bw: float
+    start_chan: int
+    picoseconds: int
+    mask: np.ndarray  # True for the channels FREQ_MASK excises
+    eb_id: str
+    telescope: str
+    scan_id: int
+    beam_id: str
+    utc_start: str
+    data_source: str
+    weights_source: str
+
+    @classmethod
+    def from_headers(cls, data_header: DadaHeader, weights_header: DadaHeader) -> StatInputs:
+        layout = PstLayout.from_headers(data_header, weights_header)
+        freq = data_header.get_float("FREQ")
+        bw = data_header.get_float("BW")
         mask_text = first_token(data_header, "FREQ_MASK") if "FREQ_MASK" in data_header else ""
         ranges = parse_freq_mask(mask_text, data_header.source)
         nmask = data_header.get_int("NMASK", 0)
         if mask_text and nmask != len(ranges):
             logger.error("%s: NMASK %d does not match the %d FREQ_MASK ranges",
                          data_header.source, nmask, len(ranges))
-        self.mask = rfi_mask(self.freq, self.bw, lay.nchan, ranges)
+        return cls(
+            layout=layout,
+            tsamp=_nonzero(data_header, "TSAMP"),
+            bytes_per_second=_nonzero(data_header, "BYTES_PER_SECOND"),
+            freq=freq,
+            bw=bw,
+            start_chan=data_header.get_int("START_CHANNEL"),
+            picoseconds=data_header.get_int("PICOSECONDS"),
+            mask=rfi_mask(freq, bw, layout.nchan, ranges),
+            eb_id=_header_text(data_header, "EB_ID"),
+            telescope=_header_text(data_header, "TELESCOPE"),
+            scan_id=data_header.get_int("SCAN_ID", 0),
+            beam_id=_header_text(data_header, "BEAM_ID"),
+            utc_start=_header_text(data_header, "UTC_START"),
+            data_source=data_header.source,
+            weights_source=weights_header.source,
+        )
+
+
+class StatComputer:
+    """Accumulates the statistics of one segment of ``nheap`` heaps, fed in any number of pieces."""
+
+    def __init__(self, inputs: StatInputs, nheap: int, config: StatConfig) -> None:
+        if nheap < 1:
+            raise SegmentError(
+                f"{inputs.data_source}: a segment needs at least one heap, got {nheap}")
+        self.inputs = inputs
+        self.layout = lay = inputs.layout
+        self.config = config
+        self.nheap = nheap
+        self.mask = inputs.mask
         self.any_mask = bool(self.mask.any())
 
         ntime = nheap * lay.udp_nsamp
-        cfg = self.config
-        self.ndat_ds = calc_bins(ntime, requested_bins(cfg.req_time_bins, MAX_REQ_TIME_BINS))
-        self.nchan_ds = calc_bins(lay.nchan, requested_bins(cfg.req_freq_bins, MAX_REQ_FREQ_BINS))
-        self.nrebin = cfg.nrebin
+        self.ndat_ds = calc_bins(ntime, requested_bins(config.req_time_bins, MAX_REQ_TIME_BINS))
+        self.nchan_ds = calc_bins(lay.nchan,
+                                  requested_bins(config.req_freq_bins, MAX_REQ_FREQ_BINS))
+        self.nrebin = config.nrebin
         self.ntime = ntime
         self.heaps_done = 0
         self._allocate()
@@ -255,16 +268,18 @@ class StatComputer:
         Raises SegmentError if the spans hold different numbers of whole heaps or would take the
         segment beyond the ``nheap`` it was built for.
         """
+        from services.stat import kernels
+
         lay = self.layout
         ndata, nweights = lay.heaps_in(data.nbytes, weights.nbytes)
         if ndata != nweights:
             raise SegmentError(
-                f"{self.data_header.source}: data holds {ndata} whole heaps but "
-                f"{self.weights_header.source} holds {nweights}"
+                f"{self.inputs.data_source}: data holds {ndata} whole heaps but "
+                f"{self.inputs.weights_source} holds {nweights}"
             )
         if self.heaps_done + ndata > self.nheap:
             raise SegmentError(
-                f"{self.data_header.source}: {self.heaps_done + ndata} heaps exceed the "
+                f"{self.inputs.data_source}: {self.heaps_done + ndata} heaps exceed the "
                 f"segment's {self.nheap}"
             )
         if ndata == 0:
@@ -295,7 +310,9 @@ class StatComputer:
     # ------------------------------------------------------------------ results
     def result(self, obs_offset: int) -> StatResult:
         """The statistics of the heaps added so far (``obs_offset``: data byte offset of heap 0)."""
-        lay, hdr = self.layout, self.data_header
+        from services.stat import kernels
+
+        lay, inp = self.layout, self.inputs
         mask, nsc = self.mask, self.nsamp_chan
         unmasked = ~mask
         everything = np.ones(lay.nchan, bool)
@@ -313,29 +330,29 @@ class StatComputer:
         ts = _timeseries_out(*self.ts)
 
         # header arrays (double, in the reference's order of operations)
-        width = self.bw / lay.nchan
-        chan_freq = ((self.freq - self.bw / 2) + width / 2) + np.arange(lay.nchan) * width
+        width = inp.bw / lay.nchan
+        chan_freq = ((inp.freq - inp.bw / 2) + width / 2) + np.arange(lay.nchan) * width
         fbf = lay.nchan // self.nchan_ds
         freq_bins = np.cumsum((chan_freq / fbf).reshape(self.nchan_ds, fbf), axis=1)[:, -1]
-        total_time = self.tsamp * (1 / 1e6) * self.ntime
+        total_time = inp.tsamp * (1 / 1e6) * self.ntime
         ts_bins = (total_time / self.ndat_ds) * (2 * np.arange(self.ndat_ds) + 1) / 2.0
-        t_min = self.picoseconds * 1e12 / 1e18 + obs_offset / self.bytes_per_second
+        t_min = inp.picoseconds * 1e12 / 1e18 + obs_offset / inp.bytes_per_second
 
         def excised(full: np.ndarray, masked: np.ndarray) -> np.ndarray:
             return full - masked if self.any_mask else full.copy()
 
         clipped = self.clipped
         return StatResult(
-            eb_id=_header_text(hdr, "EB_ID"),
-            telescope=_header_text(hdr, "TELESCOPE"),
-            scan_id=hdr.get_int("SCAN_ID", 0),
-            beam_id=_header_text(hdr, "BEAM_ID"),
-            utc_start=_header_text(hdr, "UTC_START"),
+            eb_id=inp.eb_id,
+            telescope=inp.telescope,
+            scan_id=inp.scan_id,
+            beam_id=inp.beam_id,
+            utc_start=inp.utc_start,
             t_min=t_min,
             t_max=t_min + total_time,
-            freq=self.freq,
-            bw=self.bw,
-            start_chan=self.start_chan,
+            freq=inp.freq,
+            bw=inp.bw,
+            start_chan=inp.start_chan,
             npol=2,
             ndim=2,
             nchan=lay.nchan,
@@ -398,18 +415,45 @@ def _timeseries_out(tmax: np.ndarray, tmin: np.ndarray, tmean: np.ndarray,
     return np.stack([tmax, tmin, tmean], axis=-1).astype(np.float32)
 
 
-def compute_segment(segment: Segment, config: StatConfig | None = None) -> StatResult:
-    """The statistics of one segment: all its whole heaps (trailing partial heaps ignored).
-
-    Raises SegmentError if the data and weights hold different numbers of whole heaps or none.
-    """
-    layout = PstLayout.from_headers(segment.data_header, segment.weights_header)
-    ndata, nweights = layout.heaps_in(segment.data.nbytes, segment.weights.nbytes)
+def segment_heaps(inputs: StatInputs, segment: Segment) -> int:
+    """The whole heaps of ``segment`` (trailing partial heaps ignored); SegmentError if the data
+    and weights hold different numbers of whole heaps or none."""
+    ndata, nweights = inputs.layout.heaps_in(segment.data.nbytes, segment.weights.nbytes)
     if ndata != nweights or ndata == 0:
         raise SegmentError(
-            f"{segment.data_header.source}: segment has {ndata} whole data heaps and "
+            f"{inputs.data_source}: segment has {ndata} whole data heaps and "
             f"{nweights} whole weights heaps (need the same number, at least 1)"
         )
-    computer = StatComputer(segment.data_header, segment.weights_header, ndata, config)
+    return ndata
+
+
+def compute_segment(segment: Segment, config: StatConfig,
+                    inputs: StatInputs | None = None) -> StatResult:
+    """The statistics of one segment: all its whole heaps (trailing partial heaps ignored).
+
+    ``inputs`` defaults to the segment's headers, parsed now.  Raises SegmentError if the data
+    and weights hold different numbers of whole heaps or none.
+    """
+    if inputs is None:
+        inputs = StatInputs.from_headers(segment.data_header, segment.weights_header)
+    computer = StatComputer(inputs, segment_heaps(inputs, segment), config)
     computer.add(segment.data, segment.weights)
     return computer.result(segment.obs_offset)
+
+
+def warm_up() -> None:
+    """Load (or compile) the kernels for 8- and 16-bit data on a one-channel heap.
+
+    A daemon calls this at start so its first segment is not delayed by numba.
+    """
+    for nbit in (8, 16):
+        layout = PstLayout(nchan=1, nbit=nbit, udp_nsamp=1, udp_nchan=1, wt_nsamp=1,
+                           weights_nbit=16, packet_scales_size=4, packet_weights_size=2)
+        inputs = StatInputs(layout=layout, tsamp=1.0, bytes_per_second=1.0, freq=1.0, bw=1.0,
+                            start_chan=0, picoseconds=0, mask=np.zeros(1, bool), eb_id=UNKNOWN,
+                            telescope=UNKNOWN, scan_id=0, beam_id=UNKNOWN, utc_start=UNKNOWN,
+                            data_source="warm-up", weights_source="warm-up")
+        computer = StatComputer(inputs, 1, StatConfig())
+        computer.add(np.zeros(layout.data_heap_stride, np.uint8),
+                     np.zeros(layout.weights_heap_stride, np.uint8))
+        computer.result(0)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ringbuf.dadafile import dada_file_name
-from ringbuf.header import DadaHeader
+from ringbuf import DadaHeader, dada_file_name
 from services.formats.pst import PstLayout
 
 PROFILES: dict[str, dict[str, object]] = {
@@ -47,7 +47,7 @@ def pst_headers(profile: str = "low", **overrides: object) -> tuple[DadaHeader, 
     ``overrides`` (e.g. ``NCHAN=48``, ``FREQ_MASK="90:91"``) apply to the data header; the
     layout keys shared with the weights header, RESOLUTION and BYTES_PER_SECOND follow them.
     """
-    keys = {**COMMON, **PROFILES[profile], **overrides}
+    keys: dict[str, Any] = {**COMMON, **PROFILES[profile], **overrides}
     keys["END_CHANNEL"] = int(keys["START_CHANNEL"]) + int(keys["NCHAN"])
     nbit, nchan = int(keys["NBIT"]), int(keys["NCHAN"])
     keys["NPOL"], keys["NDIM"] = 2, 2

@@ -9,10 +9,12 @@ Counters are int64.  Compiled with ``cache=True``; no fastmath (it would change 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+_JIT: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
 
 
 @njit(inline="always", **_JIT)

@@ -126,14 +126,14 @@ EXAMPLES = """
 Example:
 
 \b
-  stat-plot stat/2023-02-14-22:15:37_0000000000000000_000000.h5 -o summary.png
-  stat-plot stats.h5 -o summary.png --freq-mask 4910:4915
+  stat-plot stat/2023-02-14-22:15:37_0000000000000000_000000.h5 --output summary.png
+  stat-plot stats.h5 --output summary.png --freq-mask 4910:4915
 """
 
 
 @click.command(name="stat-plot", epilog=EXAMPLES)
 @click.argument("h5_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG to write [default: next to the input, .png].")
 @click.option("--freq-mask", help="FREQ_MASK used (S1:E1,...) to shade the masked channels.")
 def main(h5_file: Path, output: Path | None, freq_mask: str | None) -> None:

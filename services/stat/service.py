@@ -8,42 +8,43 @@ State machine (the framework's SKA PST lifecycle)::
          --end_scan--> ScanConfigured ... --deconfigure_*--> Idle
 
 While scanning, every STAT_PROC_DELAY_MS the service takes the latest complete segment (block
-*i* of both rings), copies it out, checks the writer did not overwrite it meanwhile, computes
-every statistic, writes one HDF5 file named as SKA PST names them, and publishes the scalar
-statistics. It is a viewer: it never slows the writer. A bad segment is counted and skipped;
-the end of the transfer (or its writer dying) ends the scan loop (autonomous mode: it goes
-back to waiting for the next transfer).
+*i* of both rings), copies it out, checks the writer did not overwrite it meanwhile, and hands
+it to the transfer's :class:`~services.stat.processor.StatProcessor` (built on the first
+segment: headers parsed and STAT_* keys resolved once per transfer), which computes every
+statistic, writes one HDF5 file named as SKA PST names them, and publishes the scalar
+statistics to the subscribers of STAT_PUBLISH_SOCKET (open while a beam is configured). It is
+a viewer: it never slows the writer. A bad segment is counted and skipped; a transfer whose
+headers are bad is skipped whole (one log line); the end of the transfer (or its writer dying)
+ends the scan loop (autonomous mode: it goes back to waiting for the next transfer).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ringbuf.errors import HeaderError, Overwritten, RingBufError, RingNotFound, Timeout
-from ringbuf.pair import RingPairViewer
-from ringbuf.segment import Segment
-from services.common.config import (
-    Config,
-    DaemonConfig,
-    RingPairConfig,
-    non_negative,
-    positive,
-    setting,
+from ringbuf import (
+    HeaderError,
+    Overwritten,
+    RingBufError,
+    RingNotFound,
+    RingPairViewer,
+    Segment,
+    Timeout,
 )
-from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
+from services.common.config import ConfigError
 from services.common.lifecycle import Refused, Service, StartScanConfig
-from services.stat.compute import StatConfig, compute_segment
-from services.stat.hdf5_writer import write_hdf5
-from services.stat.publish import ScalarPublisher
-from services.stat.scalar import scalar_stats
+from services.stat.compute import StatResult, warm_up
+from services.stat.config import StatBeamConfig, StatDaemonConfig, StatScanConfig
+from services.stat.counters import BadSegment, StatCounters
+from services.stat.processor import StatProcessor
+from services.stat.publish import Hdf5StatPublisher, ScalarSocket, ScalarStatPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -51,60 +52,17 @@ SUBSYSTEMS = {"SKALow": "pst-low", "SKAMid": "pst-mid"}
 _POLL_S = 0.25
 
 
-class BadSegment(enum.Enum):
-    OVERWRITTEN = "overwritten"
-    INVALID = "invalid"
-    WRONG_SCAN = "wrong_scan"
-    WRITE_FAILED = "write_failed"
+@dataclass(frozen=True)
+class _Transfer:
+    """The processor of one sampled transfer and its publishers."""
+
+    processor: StatProcessor
+    files: Hdf5StatPublisher
+    scalar: ScalarStatPublisher | None
 
 
-@dataclass
-class StatCounters(Counters):
-    transfers_total: int = total("transfers (scans) sampled")
-    segments_total: int = total("segments processed and written")
-    bytes_total: int = total("data+weights bytes processed")
-    files_total: int = total("HDF5 files written")
-    published_total: int = total("scalar messages sent to subscribers")
-    bad_segments: ReasonCounts = reasons(BadSegment, "bad_segments", "segments skipped, by reason")
-    writer_died_total: int = total("transfers whose writer died")
-    compute_seconds: float = gauge("time the last segment took to compute and write")
-    subscribers: int = gauge("scalar subscribers connected")
-    last_obs_offset: int = gauge("OBS_OFFSET of the last segment processed", default=-1)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatDaemonConfig(DaemonConfig):
-    publish_socket: str = setting(
-        "STAT_PUBLISH_SOCKET", str, default="",
-        help="Unix socket where scalar statistics are published (empty: off)",
-    )  # fmt: skip
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatBeamConfig(RingPairConfig):
-    """configure_beam: the ring pair to view."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatScanConfig(Config):
-    eb_id: str = setting("EB_ID", str, default="", help="execution block id (managed mode: must match the data header)")
-    proc_delay_ms: int = setting("STAT_PROC_DELAY_MS", int, default=5000, validator=non_negative,
-                                 help="wait between two processed segments")
-    req_freq_bins: int = setting("STAT_REQ_FREQ_BINS", int, default=1024, validator=non_negative,
-                                 help="requested frequency bins of the spectrogram")
-    req_time_bins: int = setting("STAT_REQ_TIME_BINS", int, default=1024, validator=non_negative,
-                                 help="requested time bins of spectrogram and timeseries")
-    nrebin: int = setting("STAT_NREBIN", int, default=256, validator=positive,
-                          help="bins of the rebinned histograms")
-    base_path: str = setting("STAT_BASE_PATH", str, default="/tmp",
-                             help="root of the output tree <base>/product/<EB_ID>/...")
-
-    @property
-    def stat_config(self) -> StatConfig:
-        return StatConfig(self.req_time_bins, self.req_freq_bins, self.nrebin)
-
-
-def output_path(base: str | Path, header: Mapping[str, str], obs_offset: int, file_number: int) -> Path:
+def output_path(base: str | Path, header: Mapping[str, str], obs_offset: int,
+                file_number: int) -> Path:
     """SKA PST's ring-mode name: ``<base>/product/<EB_ID>/<pst-low|pst-mid>/<SCAN_ID>/
     monitoring_stats/<UTC_START>_<OBS_OFFSET 16 digits>_<file number 6 digits>.h5``."""
     telescope = header.get("TELESCOPE", "")
@@ -126,21 +84,30 @@ class StatService(Service):
     def __init__(self, config: StatDaemonConfig) -> None:
         super().__init__(config, StatCounters())
         self.counters: StatCounters
+        # numba loads (or compiles) the kernels now, not on the first segment of a scan
+        threading.Thread(target=warm_up, name="stat-warm-up", daemon=True).start()
+        self.publish_socket = config.publish_socket
         self.viewer: RingPairViewer | None = None
+        self.scalar_socket: ScalarSocket | None = None  # lives as long as the beam configuration
         self.scan: StatScanConfig | None = None
-        self.publisher = ScalarPublisher(config.publish_socket) if config.publish_socket else None
-        self.file_number = 0
         self.last_transfer = -1
         self.last_file: Path | None = None
 
     # ------------------------------------------------------------------------------- hooks
     def configure_beam(self, config: StatBeamConfig) -> None:
         try:
-            self.viewer = RingPairViewer(config.data_key, config.weights_key, timeout=_POLL_S)
+            viewer = RingPairViewer(config.data_key, config.weights_key, timeout=_POLL_S)
         except RingNotFound as exc:
             raise Refused(str(exc)) from None
+        if self.publish_socket:
+            try:
+                self.scalar_socket = ScalarSocket(self.publish_socket)
+            except OSError as exc:
+                viewer.close()
+                raise Refused(f"STAT_PUBLISH_SOCKET {self.publish_socket}: {exc}") from None
+        self.viewer = viewer
         # transfers already in the rings are history: follow only new ones
-        info = self.viewer.data.current_transfer()
+        info = viewer.data.current_transfer()
         self.last_transfer = info.xfer_id if info is not None and info.state != "open" else -1
 
     def configure_scan(self, config: StatScanConfig) -> None:
@@ -163,9 +130,10 @@ class StatService(Service):
         if self.viewer is not None:
             self.viewer.close()
             self.viewer = None
-        if self.publisher is not None:
-            self.publisher.close()
-            self.publisher = None
+        if self.scalar_socket is not None:
+            self.scalar_socket.close()
+            self.scalar_socket = None
+            self.counters.subscribers = 0
 
     def ring_fill(self) -> Mapping[str, object]:
         if self.viewer is None:
@@ -175,7 +143,8 @@ class StatService(Service):
                 for name, v in (("data", self.viewer.data), ("weights", self.viewer.weights))}
 
     def status_line(self) -> str:
-        return f"{self.counters.segments_total} segments, last {self.last_file.name if self.last_file else '-'}"
+        last = self.last_file.name if self.last_file else "-"
+        return f"{self.counters.segments_total} segments, last {last}"
 
     # ------------------------------------------------------------------------------- work
     def _wait_for_transfer(self, stop: threading.Event, scan_id: int | None) -> int | None:
@@ -192,39 +161,69 @@ class StatService(Service):
                                    info.xfer_id, header_scan, scan_id)
                     self.counters.bad_segments.add(BadSegment.WRONG_SCAN)
                     continue
-                if self.scan is not None and self.scan.eb_id and info.header.get("EB_ID") != self.scan.eb_id:
+                eb_id = self.scan.eb_id if self.scan is not None else ""
+                if eb_id and info.header.get("EB_ID") != eb_id:
                     logger.warning("transfer %d has EB_ID %s, configured %s: ignored",
-                                   info.xfer_id, info.header.get("EB_ID"), self.scan.eb_id)
+                                   info.xfer_id, info.header.get("EB_ID"), eb_id)
                     self.counters.bad_segments.add(BadSegment.WRONG_SCAN)
                     continue
                 self.counters.transfers_total += 1
-                self.file_number = 0
                 return info.xfer_id
             stop.wait(_POLL_S)
         return None
 
     def _sample_transfer(self, xfer_id: int, stop: threading.Event) -> None:
+        """Process the latest segment every STAT_PROC_DELAY_MS until the transfer ends."""
         assert self.viewer is not None and self.scan is not None
         logger.info("sampling transfer %d of rings %s/%s", xfer_id, self.viewer.data.key,
                     self.viewer.weights.key)
         delay_s = self.scan.proc_delay_ms / 1000
         next_due = 0.0
+        transfer: _Transfer | None = None
         while not stop.is_set():
             self.progress()
             info = self.viewer.data.transfer(xfer_id)
             if time.monotonic() >= next_due:
                 segment = self._latest_segment(xfer_id)
                 if segment is not None:
-                    self._process(segment)
+                    if transfer is None:
+                        transfer = self._open_transfer(xfer_id, segment)
+                        if transfer is None:
+                            return
+                    self._process(transfer, segment)
                     next_due = time.monotonic() + delay_s
                     continue
-            if info.state != "open" and self.viewer.data.blocks_filled - 1 <= self.viewer.data.last_index:
+            data = self.viewer.data
+            if info.state != "open" and data.blocks_filled - 1 <= data.last_index:
                 if info.state == "aborted":
                     self.counters.writer_died_total += 1
                     logger.warning("the writer of transfer %d died", xfer_id)
                 logger.info("transfer %d %s", xfer_id, info.state)
                 return
             stop.wait(min(_POLL_S, max(0.0, next_due - time.monotonic())) or _POLL_S)
+
+    def _open_transfer(self, xfer_id: int, segment: Segment) -> _Transfer | None:
+        """The processor of a transfer (its headers parsed once), or None if they are bad."""
+        assert self.scan is not None
+        base, header = self.scan.base_path, segment.data_header
+
+        def name(result: StatResult, number: int) -> Path:
+            return output_path(base, header, result.obs_offset, number)
+
+        files = Hdf5StatPublisher(name)
+        scalar = None
+        if self.scalar_socket is not None:
+            scalar = ScalarStatPublisher(self.scalar_socket, files)
+        try:
+            output_path(base, header, 0, 0)
+            processor = StatProcessor.for_transfer(
+                header, segment.weights_header, self.scan.source,
+                [files] if scalar is None else [files, scalar])
+            return _Transfer(processor, files, scalar)
+        except (HeaderError, ConfigError) as exc:
+            logger.error("transfer %d skipped: %s", xfer_id, exc)
+            self.counters.bad_segments.add(BadSegment.INVALID)
+            return None
 
     def _latest_segment(self, xfer_id: int) -> Segment | None:
         """A private copy of the latest segment of ``xfer_id``, or None if there is none new."""
@@ -252,36 +251,29 @@ class StatService(Service):
             return None
         return copy
 
-    def _process(self, segment: Segment) -> None:
-        assert self.scan is not None
+    def _process(self, transfer: _Transfer, segment: Segment) -> None:
         started = time.monotonic()
+        scalar = transfer.scalar
+        sent_before = scalar.sent_total if scalar is not None else 0
         try:
-            result = compute_segment(segment, self.scan.stat_config)
-            path = output_path(self.scan.base_path, segment.data_header, segment.obs_offset,
-                               self.file_number)
+            transfer.processor.process(segment)
+        except OSError as exc:
+            logger.error("cannot write the statistics at OBS_OFFSET %d: %s", segment.obs_offset,
+                         exc)
+            self.counters.bad_segments.add(BadSegment.WRITE_FAILED)
+            return
         except (RingBufError, ValueError) as exc:
             logger.warning("bad segment at OBS_OFFSET %d: %s", segment.obs_offset, exc)
             self.counters.bad_segments.add(BadSegment.INVALID)
             return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_hdf5(result, path)
-        except OSError as exc:
-            logger.error("cannot write %s: %s", path, exc)
-            self.counters.bad_segments.add(BadSegment.WRITE_FAILED)
-            return
-        self.file_number += 1
-        self.last_file = path
+        self.last_file = transfer.files.last_path
         self.health.data_seen()
         self.counters.segments_total += 1
         self.counters.files_total += 1
         self.counters.bytes_total += len(segment.data) + len(segment.weights)
         self.counters.last_obs_offset = segment.obs_offset
         self.counters.compute_seconds = round(time.monotonic() - started, 4)
-        logger.info("wrote %s (%.2f s)", path, self.counters.compute_seconds)
-        if self.publisher is not None:
-            message = dict(scalar_stats(result))
-            message.update(scan_id=segment.data_header.get("SCAN_ID", "0"),
-                           obs_offset=segment.obs_offset, file=str(path), time=time.time())
-            self.counters.published_total += self.publisher.publish(message)
-            self.counters.subscribers = self.publisher.subscribers
+        logger.info("wrote %s (%.2f s)", self.last_file, self.counters.compute_seconds)
+        if scalar is not None and self.scalar_socket is not None:
+            self.counters.published_total += scalar.sent_total - sent_before
+            self.counters.subscribers = self.scalar_socket.subscribers

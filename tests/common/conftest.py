@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.demo.processes import Process, daemon_env
+from services.common.processes import Process, daemon_env
+from tests.common.demo_service import COMMAND as DEMO
 
 DEMO_BEAM = ["-o", "DATA_KEY=a000", "-o", "WEIGHTS_KEY=a010"]
 
@@ -70,13 +70,13 @@ def notify_socket(short_dir: Path) -> Iterator[NotifySocket]:
 
 @pytest.fixture
 def demo_factory(short_dir: Path) -> Iterator[Callable[..., Process]]:
-    """Start demo daemons (``python -m services.common.testing``) in real subprocesses:
+    """Start demo daemons (tests/common/demo_service.py) in real subprocesses:
     ``demo_factory(*args, env={...}, ready=True)``."""
     started: list[Process] = []
 
     def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Process:
         sock = short_dir / f"demo{len(started)}.sock"
-        demo = Process("demo", [sys.executable, "-m", "services.common.testing", "--socket",
+        demo = Process("demo", [*DEMO, "--socket",
                                 sock, *args], sock.with_suffix(".log"), sock,
                        {**daemon_env(), **(env or {})})
         started.append(demo)

@@ -17,17 +17,18 @@ from services.common.config import (
     ConfigSource,
     DaemonConfig,
     Mode,
+    RingPairConfig,
     build_config,
     env_name,
-    RingPairConfig,
     one_of,
     parse_overrides,
     positive,
     ring_key,
     setting,
 )
+from services.common.errors import ServiceError
 from services.common.options import DaemonOptions
-from services.common.testing import DemoConfig, DemoService
+from tests.common.demo_service import DemoConfig, DemoService
 
 
 class Colour(enum.Enum):
@@ -97,7 +98,7 @@ def test_all_problems_are_reported_at_once_naming_file_and_keys(tmp_path):
     assert f"ENABLED 'perhaps' ({path}): is not a boolean" in message
     assert f"COLOUR 'green' ({path}): is not one of red, blue" in message
     assert "KIND 'tape' (-o): must be one of vis, beam" in message
-    assert isinstance(err, HeaderError)
+    assert isinstance(err, ServiceError) and not isinstance(err, HeaderError)
 
 
 def test_cross_key_checks_run_after_every_key_parsed():
@@ -190,7 +191,8 @@ def test_daemon_defaults_and_octal_mode():
 def test_daemon_options_precedence_and_unknown_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("RINGPIPE_DEMO_BLOCK_BYTES", "512")
     path = _write(tmp_path / "demo.hdr", "MODE autonomous\nDEMO_BLOCK_BYTES 100\nTELESCOPE x\n")
-    cfg = DaemonOptions((str(path),), ("DATA_KEY=a000",), socket="/tmp/x.sock").load(
+    beam = ("DATA_KEY=a000", "WEIGHTS_KEY=a010")  # autonomous: the beam config is needed too
+    cfg = DaemonOptions((str(path),), beam, socket="/tmp/x.sock").load(
         DemoConfig, DemoService
     )
     assert (cfg.mode, cfg.block_bytes, cfg.control_socket) == (Mode.AUTONOMOUS, 512, "/tmp/x.sock")
@@ -200,9 +202,13 @@ def test_daemon_options_precedence_and_unknown_keys(tmp_path, monkeypatch):
     with pytest.raises(click.ClickException) as info:
         options.load(DemoConfig, DemoService)
     assert info.value.message == (
-        f"config {path}: 2 problems: DATA_KEYS (-o): unknown key; "
-        "DEMO_BLOCK_BYTES '-1' (-o): must be positive"
+        f"config {path}: 4 problems: DATA_KEYS (-o): unknown key; "
+        "DEMO_BLOCK_BYTES '-1' (-o): must be positive; "
+        "DATA_KEY: missing, required (data ring key); "
+        "WEIGHTS_KEY: missing, required (weights ring key)"
     )
+    managed = DaemonOptions((str(path),), ("DATA_KEY=a000",), mode=Mode.MANAGED)
+    assert managed.load(DemoConfig, DemoService).mode is Mode.MANAGED  # beam comes later
 
 
 @pytest.mark.parametrize(
@@ -223,7 +229,8 @@ def test_example_configs_load(deployment, services):
         assert cfg.mode is Mode.AUTONOMOUS and source.lookup("DATA_KEY")[0] == pair.data_key
 
 
-@pytest.mark.parametrize("data, weights", [("0xb000", "b010"), ("B000", "0xB010"), ("b000", "b010")])
+@pytest.mark.parametrize(
+    "data, weights", [("0xb000", "b010"), ("B000", "0xB010"), ("b000", "b010")])
 def test_ring_pair_keys_are_spelt_as_the_ring_library_reads_them(data, weights):
     source = ConfigSource(overrides=(("-o", {"DATA_KEY": data, "WEIGHTS_KEY": weights}),))
     config = build_config(RingPairConfig, source)

@@ -8,7 +8,6 @@ import socket
 import stat
 import struct
 import subprocess
-import sys
 
 import msgpack
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from services.common.control import ControlClient
 from services.common.lifecycle import TRANSITIONS, Command, State
 from services.common.protocol import decode, encode, read_frame
+from tests.common.demo_service import COMMAND as DEMO
 
 from .conftest import DEMO_BEAM
 
@@ -216,7 +216,7 @@ def test_socket_mode_and_stale_socket_replaced(demo_factory, short_dir):
 def test_socket_in_use_exits_3(demo_factory):
     first = demo_factory()
     result = subprocess.run(
-        [sys.executable, "-m", "services.common.testing", "--socket", first.socket],
+        [*DEMO, "--socket", first.socket],
         capture_output=True,
         text=True,
         timeout=60,

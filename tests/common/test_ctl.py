@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from services.common.ctl import main
+from tests.common.demo_service import COMMAND as DEMO
 
 SVC_CTL = str(Path(sys.executable).parent / "svc-ctl")
 
@@ -97,7 +98,7 @@ def test_help_has_examples():
 
 def test_demo_daemon_help_has_example():
     result = subprocess.run(
-        [sys.executable, "-m", "services.common.testing", "--help"],
+        [*DEMO, "--help"],
         capture_output=True,
         text=True,
         timeout=60,

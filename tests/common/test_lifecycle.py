@@ -8,7 +8,7 @@ import pytest
 
 from services.common.config import ConfigSource, Mode, build_config
 from services.common.lifecycle import TRANSITIONS, Command, Lifecycle, State
-from services.common.testing import DemoConfig, DemoService
+from tests.common.demo_service import DemoConfig, DemoService
 
 BEAM = {"DATA_KEY": "a000", "WEIGHTS_KEY": "a010"}
 FAST = {"DEMO_BLOCK_PERIOD_S": "0.005"}

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from services.common.logging import OnelineFormatter, parse_level
+from ringbuf.logs import OnelineFormatter, parse_level
 
 
 def _record(msg: str, exc_info=None, **extra) -> logging.LogRecord:
@@ -54,7 +56,7 @@ def test_parse_level(monkeypatch):
 def test_uncaught_exceptions_are_logged_as_one_record_each():
     code = (
         "import threading, logging\n"
-        "from services.common.logging import setup_logging\n"
+        "from ringbuf import setup_logging\n"
         "setup_logging()\n"
         "logging.getLogger('t').debug('hidden')\n"
         "t = threading.Thread(target=lambda: 1 / 0, name='worker'); t.start(); t.join()\n"
@@ -72,3 +74,15 @@ def test_uncaught_exceptions_are_logged_as_one_record_each():
     assert lines[0].endswith("ZeroDivisionError: division by zero")
     assert "CRITICAL ringpipe: uncaught exception\\nTraceback" in lines[1]
     assert lines[1].endswith("RuntimeError: main failed")
+
+
+def test_no_command_configures_logging_its_own_way():
+    # every console script (ringbuf, the daemons, the tools, the demo) calls setup_logging
+    root = Path(__file__).resolve().parents[2]
+    calls = []
+    for path in sorted([*root.glob("ringbuf/**/*.py"), *root.glob("services/**/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "basicConfig"):
+                calls.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert calls == []

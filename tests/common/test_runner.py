@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
+
+from tests.common.demo_service import COMMAND as DEMO
 
 from .conftest import DEMO_BEAM
 
@@ -146,9 +147,7 @@ def test_config_error_is_one_line_and_exit_1(short_dir):
     config.write_text("DEMO_BLOCK_BYTES lots\nLOG_INTERVAL_S -3\n")
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "services.common.testing",
+            *DEMO,
             "--config",
             str(config),
             "-o",
@@ -193,7 +192,7 @@ def test_counter_deltas_are_logged_periodically(demo_factory):
 
 def test_a_crash_exits_2_not_1(short_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "services.common.testing", "-o", "DEMO_CRASH_ON_START=yes",
+        [*DEMO, "-o", "DEMO_CRASH_ON_START=yes",
          "--socket", str(short_dir / "x.sock")],
         capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 2  # systemd restarts on 2; 1 (config error) is not restarted
@@ -205,7 +204,7 @@ def test_a_crash_exits_2_not_1(short_dir):
 def test_socket_path_too_long_exits_3(short_dir):
     path = short_dir / ("s" * 120)
     result = subprocess.run(
-        [sys.executable, "-m", "services.common.testing", "--socket", str(path)],
+        [*DEMO, "--socket", str(path)],
         capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 3
     assert f"control socket path {path} is longer than the 107 bytes" in result.stderr

@@ -11,7 +11,7 @@ from ringbuf.pairconfig import pair_config
 from services.common.config import ConfigSource, build_config
 from services.ingest.config import IngestConfig, Profile
 from services.mswrite.service import MsWriteBeamConfig, MsWriteScanConfig
-from services.stat.service import StatBeamConfig, StatScanConfig
+from services.stat.config import StatBeamConfig, StatScanConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # a deployment file defines the ring pair; its services' files are <deployment>-<service>.hdr
@@ -45,7 +45,8 @@ def test_ring_blocks_hold_whole_units_of_the_stream(deployment):
         assert rings.weights_layout.bufsz == heaps * weights_heap
 
 
-@pytest.mark.parametrize("deployment", [d for d in DEPLOYMENTS if (CONFIGS / f"{d}-mswrite.hdr").exists()])
+@pytest.mark.parametrize(
+    "deployment", [d for d in DEPLOYMENTS if (CONFIGS / f"{d}-mswrite.hdr").exists()])
 def test_mswrite_configs_load(deployment, tmp_path):
     source = ConfigSource.load(files(deployment, "mswrite"))
     build_config(MsWriteBeamConfig, source)
@@ -56,7 +57,8 @@ def test_mswrite_configs_load(deployment, tmp_path):
     assert scan.name_template.endswith(".ms")
 
 
-@pytest.mark.parametrize("deployment", [d for d in DEPLOYMENTS if (CONFIGS / f"{d}-stat.hdr").exists()])
+@pytest.mark.parametrize(
+    "deployment", [d for d in DEPLOYMENTS if (CONFIGS / f"{d}-stat.hdr").exists()])
 def test_stat_configs_load(deployment):
     source = ConfigSource.load(files(deployment, "stat"))
     build_config(StatBeamConfig, source)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from casacore.tables import table
 
+from services.common.processes import ProcessGroup, options, tool
 from services.demo.beam_flow import BeamParams, beam_options, send, start_beam_chain
-from services.demo.processes import ProcessGroup, options, tool
 from services.demo.vis_flow import VisParams, simulate, start_vis_chain, wait_for_ms
 
 pytestmark = pytest.mark.timeout(300)
@@ -25,7 +25,9 @@ def wait_until(check, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def start_sender(group: ProcessGroup, model: Path, port: int, params: VisParams, scan_id: int) -> None:
+def start_sender(
+    group: ProcessGroup, model: Path, port: int, params: VisParams, scan_id: int
+) -> None:
     group.start(f"emu-send-{scan_id}", [tool("emu-send"), model, *options({
         "transmission.target_port_start": port,
         "transmission.channels_per_stream": params.channels_per_stream,
@@ -90,7 +92,8 @@ def test_sender_without_end_heaps_is_closed_after_the_stream_timeout(tmp_path):
     with ProcessGroup(tmp_path) as group:
         model = tmp_path / "sky.ms"
         simulate(model, SLOW)
-        port = start_vis_chain(group, SLOW, model, tmp_path / "out", extra_ingest={"STREAM_TIMEOUT_S": 1.5})
+        port = start_vis_chain(group, SLOW, model, tmp_path / "out",
+                               extra_ingest={"STREAM_TIMEOUT_S": 1.5})
         start_sender(group, model, port, SLOW, scan_id=6)
         wait_until(lambda: group.status("svc-ingest")["counters"]["heaps_complete_total"] >= 8,
                    30, "heaps received")
@@ -107,7 +110,8 @@ def test_stat_killed_mid_scan_and_restarted_takes_the_next_scan(tmp_path):
     with ProcessGroup(tmp_path) as group:
         port, dk, wk = start_beam_chain(group, params, tmp_path / "beam")
         group.start("beam-send-11", [tool("beam-send"), *beam_options(port, params)])
-        wait_until(lambda: group.status("svc-stat")["counters"]["files_total"] >= 1, 30, "a stat file")
+        wait_until(lambda: group.status("svc-stat")["counters"]["files_total"] >= 1, 30,
+                   "a stat file")
         group.kill9("svc-stat")  # in the middle of the scan: ingest and record never notice
         group.wait("beam-send-11", timeout=60)
         group.wait("ringbuf-record", timeout=60)
@@ -116,7 +120,8 @@ def test_stat_killed_mid_scan_and_restarted_takes_the_next_scan(tmp_path):
                                "STAT_BASE_PATH": tmp_path / "live2"})]
         group.start("svc-stat-2", stat_args, group.socket_path("stat2"))
         send(port, BeamParams(duration_s=1.5, scan_id=12))
-        wait_until(lambda: group.status("svc-stat-2")["counters"]["files_total"] >= 2, 30, "stat files")
+        wait_until(lambda: group.status("svc-stat-2")["counters"]["files_total"] >= 2, 30,
+                   "stat files")
         ingest = group.status("svc-ingest-beam")["counters"]
         assert ingest["transfers_total"] == 2 and ingest["heaps_lost_total"] == 0
         scans = {p.parts[-3] for p in (tmp_path / "live2").rglob("*.h5")}

@@ -7,8 +7,8 @@ import shutil
 import h5py
 import pytest
 
+from services.common.processes import ProcessGroup
 from services.demo.beam_flow import BeamParams, run_beam_flow
-from services.demo.processes import ProcessGroup
 from services.demo.vis_flow import VisParams, run_vis_flow
 
 pytestmark = pytest.mark.timeout(300)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ringbuf import RingLayout, RingPairReader
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.demo.vis_flow import VisParams, simulate
 from services.senders.emu_send import read_ms
 
@@ -30,13 +30,16 @@ def test_two_receivers_take_the_same_multicast_stream(tmp_path):
     with ProcessGroup(tmp_path) as group:
         readers = []
         for i in range(2):
-            keys = group.ring_pair(RingLayout(8, params.nchan * nbl * 32), RingLayout(8, params.nchan * nbl * 2))
+            keys = group.ring_pair(RingLayout(8, params.nchan * nbl * 32),
+                                   RingLayout(8, params.nchan * nbl * 2))
             sock = group.socket_path(f"ingest{i}")
-            group.start(f"ingest{i}", [tool("svc-ingest"), "--autonomous", "--socket", sock, *options({
+            settings = options({
                 "PROFILE": "vis", "DATA_KEY": keys[0], "WEIGHTS_KEY": keys[1], "MCAST_GROUP": GROUP,
                 "MCAST_INTERFACE": "127.0.0.1", "PORT_START": port, "NSTREAMS": 2,
                 "NANT": params.nant, "NCHAN": params.nchan, "CHANNELS_PER_STREAM": 4,
-                "INT_TIME": 1.0})], sock)
+                "INT_TIME": 1.0})
+            group.start(f"ingest{i}",
+                        [tool("svc-ingest"), "--autonomous", "--socket", sock, *settings], sock)
             readers.append(threading.Thread(target=read_blocks, args=(keys, received[i])))
             readers[-1].start()
         run_tool([tool("emu-send"), model, *options({
@@ -51,4 +54,5 @@ def test_two_receivers_take_the_same_multicast_stream(tmp_path):
         assert c["heaps_complete_total"] == 10 and c["heaps_lost_total"] == 0
         assert len(blocks) == params.ntime
         for k, block in enumerate(blocks):
-            np.testing.assert_array_equal(block.view(np.complex64).reshape(params.nchan, nbl, 4), expected[k])
+            vis = block.view(np.complex64).reshape(params.nchan, nbl, 4)
+            np.testing.assert_array_equal(vis, expected[k])

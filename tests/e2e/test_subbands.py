@@ -12,7 +12,7 @@ from casacore.tables import table
 from ringbuf import RingLayout
 from ringbuf.header import DadaHeader
 from ringbuf.pairconfig import pair_config
-from services.demo.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import ProcessGroup, free_udp_ports, options, run_tool, tool
 from services.demo.vis_flow import wait_for_ms
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -25,10 +25,12 @@ def test_two_subbands_each_write_their_channels(tmp_path):
               "--ntime", 4, "--ra", 187.0, "--dec", -26.8, "--seed", 5], timeout=300)
     port = free_udp_ports(4)
     with ProcessGroup(tmp_path) as group:
+        stations = CONFIGS / "vis-stations.txt"
         for index, sb in enumerate(("sb1", "sb2")):
             rings = pair_config(DadaHeader.load(CONFIGS / f"{sb}.hdr"))
-            dk, wk = group.ring_pair(RingLayout(rings.data_layout.nbufs, rings.data_layout.bufsz),
-                                     RingLayout(rings.weights_layout.nbufs, rings.weights_layout.bufsz))
+            data, weights = rings.data_layout, rings.weights_layout
+            dk, wk = group.ring_pair(RingLayout(data.nbufs, data.bufsz),
+                                     RingLayout(weights.nbufs, weights.bufsz))
             keys = {"DATA_KEY": dk, "WEIGHTS_KEY": wk}
             (tmp_path / sb).mkdir()
             sock = group.socket_path(f"ingest-{sb}")
@@ -39,7 +41,7 @@ def test_two_subbands_each_write_their_channels(tmp_path):
             group.start(f"mswrite-{sb}", [tool("svc-mswrite"), "-c", CONFIGS / f"{sb}.hdr",
                                           "-c", CONFIGS / f"{sb}-mswrite.hdr", "--socket", sock,
                                           *options({**keys, "MS_OUTPUT_DIR": tmp_path / sb,
-                                                    "MS_ANTENNA_FILE": CONFIGS / "vis-stations.txt"})],
+                                                    "MS_ANTENNA_FILE": stations})],
                         sock)
         run_tool([tool("emu-send"), model, *options({
             "transmission.target_port_start": port, "transmission.channels_per_stream": 16,

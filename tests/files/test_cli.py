@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ringbuf import DadaHeader, RingReader, RingWriter
+from ringbuf import DadaHeader, RingReader, RingWriter, snapshot
 from ringbuf.dadafile import read_dada_file
 from ringbuf.file_segments import read_stream
 
@@ -32,6 +32,14 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     proc = ringbuf(*args)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_for_reader(key: str, timeout: float = 30.0) -> None:
+    """Wait until a reader process is attached to ring ``key`` (started, handlers set up)."""
+    deadline = time.monotonic() + timeout
+    while not any(r["alive"] for r in snapshot(key)["readers"]):
+        assert time.monotonic() < deadline, f"no reader attached to ring {key}"
+        time.sleep(0.05)
 
 
 def ramp(nbytes: int, offset: int = 0) -> bytes:
@@ -87,9 +95,12 @@ def test_record_keeps_complete_files_when_the_writer_is_killed(rings, tmp_path):
     header_file.write_text("HDR_SIZE 4096\nUTC_START 2024-03-03-00:00:00\nRESOLUTION 65536\n")
     rec = ringbuf("record", "-k", key, "-D", str(tmp_path / "rec"), "--file-size", "200000",
                   "--transfers", "1", "--json")
-    time.sleep(0.5)
+    wait_for_reader(key)
     junk = ringbuf("junk", "-k", key, str(header_file), "--seconds", "30", "--rate", "1")
-    time.sleep(2.0)
+    deadline = time.monotonic() + 30
+    while snapshot(key)["writer"]["blocks_written"] < 3:  # a few blocks, mid-transfer
+        assert time.monotonic() < deadline, "junk wrote nothing"
+        time.sleep(0.05)
     junk.send_signal(signal.SIGKILL)
     junk.communicate(timeout=10)
     out, err = rec.communicate(timeout=30)
@@ -109,7 +120,7 @@ def test_record_keeps_complete_files_when_the_writer_is_killed(rings, tmp_path):
 def test_record_stops_on_sigterm(rings, tmp_path):
     key = rings.single(bufsz=4096)
     rec = ringbuf("record", "-k", key, "-D", str(tmp_path), "--json")
-    time.sleep(1.0)
+    wait_for_reader(key)
     rec.send_signal(signal.SIGTERM)
     out, err = rec.communicate(timeout=10)
     assert rec.returncode == 0, err
@@ -203,3 +214,14 @@ def test_pair_record_and_play_through_the_cli(rings, kit, tmp_path):
     thread.join(20)
     assert played.returncode == 0, played.stderr
     assert got["data"] == data.tobytes() and got["weights"] == weights.tobytes()
+
+
+def test_play_pair_into_blocks_without_whole_heaps_is_one_clear_line(rings, kit, tmp_path):
+    kit.write_pst_pair(tmp_path, 3)
+    # 1.5 data heaps per block: the blocks do not hold a whole number of heaps
+    dkey, wkey = rings.pair(3 * kit.PST_DATA_RES // 2, 2 * kit.PST_WEIGHTS_RES)
+    result = run("play", "-k", dkey, "--weights-key", wkey, str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert f"ring pair {dkey}/{wkey}" in result.stderr
+    assert "do not hold the same whole number of heaps" in result.stderr

@@ -12,7 +12,8 @@ from ringbuf import DadaHeader, RingPairReader, RingPairWriter, RingReader, Ring
 from ringbuf.dadafile import PER_FILE_KEYS, read_dada_file
 from ringbuf.errors import DadaFileError, HeaderError, RingBufError
 from ringbuf.file_segments import FileSegmentProducer, read_stream
-from ringbuf.recording import play, record
+from ringbuf.player import play
+from ringbuf.recorder import record
 
 UTC = ["2024-05-01-10:00:00", "2024-05-01-10:05:00", "2024-05-01-10:09:00"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ringbuf import RingLayout, RingPairReader, create_ring_pair, destroy_ring_pair
-from services.demo.processes import Process, options, tool
+from services.common.processes import Process, options, tool
 from services.senders.emu_send import read_ms
 from tests.ingest.helpers import free_ports
 from tests.ingest.test_vis_udp import CPS, NANT, NBL, NCHAN, NTIME, emu_send, ms  # noqa: F401

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ringbuf import RingLayout
-from services.demo.processes import Process, ProcessGroup, free_udp_ports, options, run_tool, tool
+from services.common.processes import Process, ProcessGroup, free_udp_ports, options, run_tool, tool
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,7 @@ import numpy as np
 from casacore import tables
 
 from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_pair
-from services.demo.processes import Process, daemon_env
+from services.common.processes import Process, daemon_env
 from services.mswrite.stream import FD_FULL, NPOL, WEIGHTS_DTYPE, VisStream
 
 BIN = Path(sys.executable).parent

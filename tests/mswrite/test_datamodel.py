@@ -100,3 +100,22 @@ def test_model_without_autocorrelations(tmp_path, model):
     with pytest.raises(MsWriteError, match="not a MeasurementSet"):
         VisWriter.open(tmp_path / "out.ms", data_header, weights_header,
                        data_model=tmp_path / "missing.ms")
+
+
+def test_model_with_the_other_uvw_sign_is_copied_with_a_warning(tmp_path, model, make_dumps,
+                                                                caplog):
+    """A model with UVW = pos(ANT2) - pos(ANT1) (not CASA's) is copied, and reported once."""
+    path, sim = model
+    flipped = tmp_path / "flipped.ms"
+    shutil.copytree(path, flipped)
+    with tables.table(str(flipped), readonly=False, ack=False) as t:
+        t.putcol("UVW", -t.getcol("UVW"))
+    caplog.set_level("WARNING", logger="services.mswrite.datamodel")
+    uvw, _, _ = write_from_model(tmp_path / "out.ms", flipped, sim.stream(), make_dumps)
+    with tables.table(str(path), ack=False) as t:
+        np.testing.assert_array_equal(uvw, -t.getcol("UVW"))
+    warnings = [r.getMessage() for r in caplog.records if "negative of CASA" in r.getMessage()]
+    assert len(warnings) == 1 and str(flipped) in warnings[0]
+    caplog.clear()
+    write_from_model(tmp_path / "ok.ms", path, sim.stream(), make_dumps)
+    assert not [r for r in caplog.records if "negative of CASA" in r.getMessage()]

@@ -45,7 +45,8 @@ def test_ring_pair_blocks_into_ms(tmp_path, key_factory, stream, antennas, make_
             with VisWriter.open(out, transfer.data_header, transfer.weights_header,
                                 antennas=antennas) as writer:
                 for seg in transfer:
-                    writer.write_block(seg.data, seg.weights, writer.stream.first_dump(seg.obs_offset))
+                    writer.write_block(seg.data, seg.weights,
+                                       writer.stream.first_dump(seg.obs_offset))
             producer.join(timeout=10)
     finally:
         destroy_ring_pair(data_key, weights_key)

@@ -1,4 +1,4 @@
-"""sim-ms: the CLI, and the visibilities' sign convention checked by a direct Fourier sum."""
+"""sim-ms: the CLI, and CASA's sign convention checked by a direct Fourier sum."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from casacore import tables
 from click.testing import CliRunner
 
-from services.mswrite.sim_ms import main
+from services.mswrite.sim_ms import SITE_LAT_DEG, SITE_LON_DEG, main
 from services.mswrite.sky import SPEED_OF_LIGHT, PointSource
 
 
@@ -24,7 +24,27 @@ def dft(ms_path, source: PointSource) -> float:
     return float(np.mean(data * phase).real)
 
 
-def test_sim_ms_writes_sources_with_the_imaging_sign(tmp_path):
+def check_zenith_uvw_is_ant1_minus_ant2(ms_path) -> None:
+    """With the phase centre at the zenith, (u, v, w) is about (east, north, up) of
+    pos(ANTENNA1) - pos(ANTENNA2) (CASA's sign; precession since J2000 turns it ~0.3 deg)."""
+    lon, lat = np.radians(SITE_LON_DEG), np.radians(SITE_LAT_DEG)
+    east = np.array([-np.sin(lon), np.cos(lon), 0.0])
+    north = np.array([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)])
+    with tables.table(str(ms_path / "ANTENNA"), ack=False) as ant:
+        pos = ant.getcol("POSITION")
+    with tables.table(str(ms_path), ack=False) as t:
+        times, uvw = t.getcol("TIME"), t.getcol("UVW")
+        a1, a2 = t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+    unique = np.unique(times)
+    rows = (times == unique[len(unique) // 2]) & (a1 != a2)
+    uvw, a1, a2 = uvw[rows], a1[rows], a2[rows]
+    base = pos[a1] - pos[a2]
+    want = np.stack([base @ east, base @ north], axis=1)
+    err = np.linalg.norm(uvw[:, :2] - want, axis=1)
+    assert (err < 2.0 + 0.02 * np.linalg.norm(base, axis=1)).all(), err.max()
+
+
+def test_sim_ms_writes_sources_with_casas_sign(tmp_path):
     out = tmp_path / "sky.ms"
     result = CliRunner().invoke(main, [str(out), "--nant", "24", "--nchan", "8", "--ntime", "6",
                                        "--source", "1,0,0", "--source", "0.5,40,-20"])
@@ -36,6 +56,7 @@ def test_sim_ms_writes_sources_with_the_imaging_sign(tmp_path):
     assert abs(dft(out, PointSource(1, 0, 0)) - 1.0) < 0.05
     assert abs(dft(out, PointSource(0.5, 40, -20)) - 0.5) < 0.05
     assert abs(dft(out, PointSource(0.5, -40, 20))) < 0.1  # nothing at the mirror position
+    check_zenith_uvw_is_ant1_minus_ant2(out)
     with tables.table(str(out / "ANTENNA"), ack=False) as ant:
         radius = np.linalg.norm(ant.getcol("POSITION"), axis=1)
         assert (np.abs(radius - 6.374e6) < 2e4).all()  # on the Earth's surface near 27 S

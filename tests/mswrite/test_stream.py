@@ -19,7 +19,8 @@ def test_headers_round_trip(stream):
 
 def test_baseline_order():
     a1, a2 = upper_triangle(3)
-    assert list(zip(a1.tolist(), a2.tolist(), strict=False)) == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+    assert list(zip(a1.tolist(), a2.tolist(), strict=False)) == [
+        (0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
 
 
 @pytest.mark.parametrize("which, key, value, message", [

@@ -57,8 +57,9 @@ def test_taql(sky, require_tool):
     nrow, nflag, amax = taql_values(taql, "select gcount() as nrow, gntrue(FLAG) as nflag, "
                                     f"gmax(abs(DATA)) as amax from {sky['full']}")
     assert int(nrow) == NROW and int(nflag) == 0 and abs(float(amax) - 1.5) < 1e-5
-    wmin, nflag, amax_flagged = taql_values(taql, "select gmin(WEIGHT_SPECTRUM), gntrue(FLAG), "
-                                            f"gsum(sum(iif(FLAG, abs(DATA), 0.))) from {sky['dropped']}")
+    wmin, nflag, amax_flagged = taql_values(
+        taql, "select gmin(WEIGHT_SPECTRUM), gntrue(FLAG), "
+        f"gsum(sum(iif(FLAG, abs(DATA), 0.))) from {sky['dropped']}")
     assert float(wmin) == 0 and int(nflag) > 0 and float(amax_flagged) == 0
     corr = taql_values(taql, f"select CORR_TYPE from {sky['full']}/POLARIZATION")
     assert corr == ["[9,", "10,", "11,", "12]"]
@@ -94,6 +95,12 @@ def test_wsclean_images_both_sources(sky, which, tmp_path, read_fits, require_to
         assert abs(got - flux) < 0.02 * flux, f"{which}: flux {got} instead of {flux}"
     brightest = np.unravel_index(np.argmax(image), image.shape)
     assert brightest == (header["CRPIX2"] - 1, header["CRPIX1"] - 1)
+    # the sky is asymmetric: a point-mirrored image (the other UVW or phase sign) would have
+    # the 0.5 Jy source at (-l, -m), where there must be nothing
+    flux, l_off, m_off = SOURCES[1]
+    x = int(round(header["CRPIX1"] - 1 - (l_off / 60) / header["CDELT1"]))
+    y = int(round(header["CRPIX2"] - 1 - (m_off / 60) / header["CDELT2"]))
+    assert abs(image[y, x]) < 0.05 * flux, f"{which}: {image[y, x]} Jy at the mirror position"
 
 
 def test_aoflagger_runs_on_a_copy(sky, tmp_path, require_tool):

@@ -1,4 +1,4 @@
-"""UVW from casacore.measures against the textbook formula (spead-and-ms.md §4.3 convention)."""
+"""UVW from casacore.measures against the textbook formula, in CASA's convention (ANT1 - ANT2)."""
 
 from __future__ import annotations
 
@@ -35,14 +35,14 @@ def test_measures_uvw_matches_analytic_and_convention():
     uvw = MeasuresUvw(antennas, centre, a1, a2)
     times = MJD_UNIX_OFFSET_S + calendar.timegm((2000, 1, 1, 12, 0, 0)) + np.array([0.0, 3600.0])
     got = uvw.uvw(np.arange(2), times)
-    baselines = antennas.positions[a2] - antennas.positions[a1]  # pos(ANT2) - pos(ANT1)
+    baselines = antennas.positions[a1] - antennas.positions[a2]  # CASA: pos(ANT1) - pos(ANT2)
     length = np.linalg.norm(baselines, axis=1)
     assert length.max() > 2000
     for i, t in enumerate(times):
         want = analytic_uvw(baselines, t, centre.ra_rad, centre.dec_rad)
         err = np.linalg.norm(got[i] - want, axis=1)
         assert (err <= 0.02 + 3e-4 * length).all(), err.max()
-        # the opposite convention (ANT1 - ANT2) is wrong by twice the baseline length
+        # the opposite convention (ANT2 - ANT1) is wrong by twice the baseline length
         assert (np.linalg.norm(got[i] + want, axis=1)[length > 0] > 1.9 * length[length > 0]).all()
     np.testing.assert_allclose(np.linalg.norm(got, axis=2), np.broadcast_to(length, (2, 45 + 10)),
                                rtol=1e-9, atol=1e-6)

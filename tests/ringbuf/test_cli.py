@@ -4,15 +4,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from ringbuf import RingWriter, destroy_ring
+from ringbuf.cli import cli, files, rings, tools
 from ringbuf.errors import RingPermissionError
-from ringbuf.cli import cli
-from ringbuf.cli import files, rings, tools
 
 for module in (rings, tools, files):
     module.register(cli)
@@ -25,10 +25,12 @@ def run(*args):
 def test_create_status_list_destroy(key):
     try:
         # created by a process that then exits: an orphan until someone attaches
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "ringbuf"), "create", "-k", key,
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "ringbuf"),
+                        "create", "-k", key,
                         "-b", "8192", "-n", "4", "-r", "2", "--page"], check=True, timeout=30)
         assert _listed(key)["orphan"] is True and _listed(key)["creator_alive"] is False
-        with RingWriter(key, timeout=5) as writer, writer.open_transfer({"SOURCE": "J0437-4715"}) as x:
+        with RingWriter(key, timeout=5) as writer, \
+                writer.open_transfer({"SOURCE": "J0437-4715"}) as x:
             x.write(b"z" * 8192 * 2)
             status = json.loads(run("status", "-k", key, "--json").output)
             assert status["nbufs"] == 4 and status["bufsz"] == 8192 and status["nreaders"] == 2
@@ -95,11 +97,12 @@ def test_pair_from_config(key_factory, tmp_path):
     finally:
         assert run("destroy-pair", "--config", config).exit_code == 0
     bad = tmp_path / "bad.hdr"
-    bad.write_text(f"DATA_KEY {dk}\nWEIGHTS_KEY {dk}\nDB_NBUFS 4\nDB_BUFSZ x\nWB_NBUFS 5\nWB_BUFSZ 1\n")
+    bad.write_text(f"DATA_KEY {dk}\nWEIGHTS_KEY {dk}\nDB_NBUFS 4\nDB_BUFSZ x\n"
+                   "WB_NBUFS 5\nWB_BUFSZ 1\n")
     result = CliRunner().invoke(cli, ["create-pair", "--config", str(bad)])
     assert result.exit_code == 1
     assert "DB_BUFSZ 'x' is not an integer" in result.output
-    assert "DATA_KEY and WEIGHTS_KEY are both" in result.output
+    assert "DATA_KEY and WEIGHTS_KEY must differ" in result.output
     assert "DB_NBUFS 4 != WB_NBUFS 5" in result.output
 
 
@@ -132,5 +135,22 @@ def test_locked_ring_is_mlocked_by_every_attached_process_or_says_why(key):
                 assert locked_kb * 1024 >= writer.layout.total_nbytes
         except RingPermissionError as exc:  # an unprivileged user with a small RLIMIT_MEMLOCK
             assert "raise RLIMIT_MEMLOCK" in str(exc)
+    finally:
+        destroy_ring(key)
+
+
+def test_junk_is_paced_by_rate(key, tmp_path):
+    header = tmp_path / "header.txt"
+    header.write_text("SOURCE J0437-4715\n")
+    run("create", "-k", key, "-b", 65536, "-n", 4, "-r", 0)
+    try:
+        started = time.monotonic()
+        result = run("junk", "-k", key, header, "--bytes", 400_000, "--rate", 1)
+        elapsed = time.monotonic() - started
+        assert result.exit_code == 0, result.output
+        assert 0.39 <= elapsed < 5.0  # 400 kB at 1 MB/s
+        status = json.loads(run("status", "-k", key, "--json").output)
+        assert status["writer"]["bytes_written"] == 400_000
+        assert status["transfer"]["state"] == "ended"
     finally:
         destroy_ring(key)

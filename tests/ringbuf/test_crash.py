@@ -11,12 +11,17 @@ import time
 import numpy as np
 import pytest
 
-from ringbuf import RingLayout, RingReader, RingWriter, create_ring, destroy_ring
+from ringbuf import RingLayout, RingReader, RingWriter, create_ring, destroy_ring, shm
 from ringbuf import control as c
-from ringbuf import shm
 from ringbuf.errors import WriterDied
-from ringbuf.patterns import ramp_errors
 from ringbuf.ring import Ring
+
+
+def ramp_errors(data: np.ndarray, obs_offset: int) -> int:
+    """How many bytes of ``data`` differ from junk's ramp pattern at ``obs_offset``."""
+    expected = ((np.arange(len(data)) + obs_offset) % 256).astype(np.uint8)
+    return int(np.count_nonzero(data != expected))
+
 
 WRITER = textwrap.dedent("""
     import sys, time
@@ -35,8 +40,11 @@ WRITER = textwrap.dedent("""
 
 READER = textwrap.dedent("""
     import sys, time
+    import numpy as np
     from ringbuf import RingReader
-    from ringbuf.patterns import ramp_errors
+    def ramp_errors(data, obs_offset):
+        expected = ((np.arange(len(data)) + obs_offset) % 256).astype(np.uint8)
+        return int(np.count_nonzero(data != expected))
     key = sys.argv[1]
     with RingReader(key, timeout=30) as reader:
         xfer = reader.open_transfer()

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ringbuf.errors import HeaderError
+from ringbuf.dadafile import read_dada_file
+from ringbuf.errors import DadaFileError, HeaderError
 from ringbuf.header import DadaHeader
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"  # published example headers, copied
@@ -22,7 +23,7 @@ def test_real_headers_round_trip_byte_for_byte(name, tmp_path):
     assert header.text == text
     path = tmp_path / "x.dada"
     path.write_bytes(header.to_bytes() + b"payload")
-    again = DadaHeader.read_dada(path)
+    again = read_dada_file(path).header
     assert again.text == text
     assert again.to_bytes() == header.to_bytes()
     assert len(header.to_bytes()) == header.hdr_size == 4096
@@ -64,7 +65,7 @@ def test_large_obs_offset_and_big_hdr_size(tmp_path):
     path = tmp_path / "big.dada"
     path.write_bytes(header.to_bytes())
     assert len(path.read_bytes()) == 16384
-    assert DadaHeader.read_dada(path).get_int("OBS_OFFSET") == 2**40 + 5
+    assert read_dada_file(path).header.get_int("OBS_OFFSET") == 2**40 + 5
 
 
 def test_bad_line_names_source_and_line():
@@ -92,8 +93,8 @@ def test_header_too_big_for_hdr_size():
 def test_truncated_file_header(tmp_path):
     path = tmp_path / "t.dada"
     path.write_bytes(b"HDR_SIZE 8192\nNCHAN 4\n" + b"\0" * 100)
-    with pytest.raises(HeaderError, match="truncated header"):
-        DadaHeader.read_dada(path)
+    with pytest.raises(DadaFileError, match="truncated header"):
+        read_dada_file(path)
 
 
 def test_non_ascii_and_invalid_keys_rejected():

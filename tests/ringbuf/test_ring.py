@@ -47,7 +47,8 @@ def read_transfers(key, count, out, **kw):
             for block in xfer:
                 chunks.append(block.data.copy())
                 offsets.append(block.obs_offset)
-            out.append((xfer.header, np.concatenate(chunks) if chunks else np.zeros(0, np.uint8), offsets))
+            data = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+            out.append((xfer.header, data, offsets))
 
 
 def test_transfers_wrap_around_and_keep_their_headers(ring):
@@ -57,7 +58,8 @@ def test_transfers_wrap_around_and_keep_their_headers(ring):
     sizes = [4096 * 10, 4096 * 3 + 17, 1, 4096 * 9, 0]
     with RingWriter(ring, timeout=10) as writer:
         for i, size in enumerate(sizes):
-            with writer.open_transfer({"NAME": f"obs{i}", "SOURCE": "J0437-4715 main pulse"}) as xfer:
+            header = {"NAME": f"obs{i}", "SOURCE": "J0437-4715 main pulse"}
+            with writer.open_transfer(header) as xfer:
                 xfer.write(payload(size, i))
     reader.join(20)
     assert [h["NAME"] for h, _, _ in got] == [f"obs{i}" for i in range(5)]
@@ -72,7 +74,8 @@ def test_every_guaranteed_reader_sees_every_block(key):
     create_ring(key, RingLayout(nbufs=3, bufsz=1024, nreaders=3))
     try:
         results = [[], [], []]
-        threads = [threading.Thread(target=read_transfers, args=(key, 2, results[i])) for i in range(3)]
+        threads = [threading.Thread(target=read_transfers, args=(key, 2, results[i]))
+                   for i in range(3)]
         for t in threads:
             t.start()
         with RingWriter(key, timeout=10) as writer:
@@ -153,7 +156,8 @@ def test_missing_existing_and_mismatched_rings(key_factory, ring):
     missing = key_factory()
     with pytest.raises(RingNotFound, match=f"ring {missing} not found: create it"):
         RingReader(missing)
-    with pytest.raises(RingExists, match=r"created by pid \d+ .* creator (alive|no longer running)"):
+    owner = r"created by pid \d+ .* creator (alive|no longer running)"
+    with pytest.raises(RingExists, match=owner):
         create_ring(ring, RingLayout(nbufs=4, bufsz=4096))
     with pytest.raises(RingLayoutMismatch, match="expected"):
         Ring(ring, expect=RingLayout(nbufs=8, bufsz=4096))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from casacore.tables import table
 
-from services.demo.processes import free_udp_ports
+from services.common.processes import free_udp_ports
 from services.demo.vis_flow import compare
 
 BIN = Path(sys.executable).parent

@@ -18,7 +18,7 @@ import spead2
 import spead2.recv
 from casacore.tables import table
 
-from services.demo.processes import free_udp_ports
+from services.common.processes import free_udp_ports
 from services.senders.emu_send import MJD_UNIX_OFFSET_S, clamp_channels, parse_endpoints, read_ms
 
 BIN = Path(sys.executable).parent

@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ringbuf.errors import HeaderError
-from ringbuf.segment import Segment
+from ringbuf import HeaderError, Segment
+from services.formats.pst import PstLayout
 from services.stat.compute import (
-    FLT_MAX, SegmentError, StatComputer, StatConfig, calc_bins, compute_segment, requested_bins,
+    FLT_MAX,
+    SegmentError,
+    StatComputer,
+    StatInputs,
+    calc_bins,
+    compute_segment,
+    requested_bins,
     rfi_mask,
 )
+from services.stat.config import StatConfig, stat_config
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
-from services.formats.pst import PstLayout
 from services.stat.scalar import scalar_stats
 
 
@@ -86,7 +92,7 @@ def check_against_oracle(profile: str, nchan: int, nheap: int, spec: BeamSpec, m
         keep_nan = np.isnan(recs[:, :4].copy().view("<f4")[:, 0])
         new = np.where(keep_nan, np.nan, scales(len(recs))).astype("<f4")
         recs[:, :4] = new.view(np.uint8).reshape(-1, 4)
-    result = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h))
+    result = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h), stat_config(data_h))
     mask = rfi_mask(data_h.get_float("FREQ"), data_h.get_float("BW"), nchan,
                     [tuple(map(float, mask_text.split(":")))])
     assert result.rfi_mask.tolist() == mask.tolist() and 0 < mask.sum() < nchan
@@ -127,8 +133,8 @@ def test_pieces_give_the_same_numbers_as_one_segment() -> None:
                                     STAT_REQ_TIME_BINS=3)
     layout = PstLayout.from_headers(data_h, weights_h)
     data, weights = generate_heaps(layout, BeamSpec(nan_packets=frozenset({3})), 0, 9)
-    whole = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h))
-    comp = StatComputer(data_h, weights_h, 9, StatConfig.from_header(data_h))
+    whole = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h), stat_config(data_h))
+    comp = StatComputer(StatInputs.from_headers(data_h, weights_h), 9, stat_config(data_h))
     for first, n in ((0, 2), (2, 1), (3, 6)):
         comp.add(data[first * layout.data_heap_stride:(first + n) * layout.data_heap_stride],
                  weights[first * layout.weights_heap_stride:
@@ -145,7 +151,7 @@ def test_gaussian_noise_of_known_sigma() -> None:
     data_h, weights_h = pst_headers("low", NCHAN=240)
     layout = PstLayout.from_headers(data_h, weights_h)
     data, weights = generate_heaps(layout, BeamSpec(sigma=sigma, seed=11), 0, 40)
-    r = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h))
+    r = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h), stat_config(data_h))
     n = r.num_samples_spectrum[0]
     assert n == 40 * 32
     s2 = sigma ** 2 + 1 / 12  # rounding to integers adds 1/12
@@ -163,13 +169,13 @@ def test_all_zero_weights_mean_scale_one_and_empty_bins_keep_flt_max() -> None:
     layout = PstLayout.from_headers(data_h, weights_h)
     data = np.zeros(2 * layout.data_heap_stride, np.uint8)
     weights = np.zeros(2 * layout.weights_heap_stride, np.uint8)
-    r = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h))
+    r = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h), stat_config(data_h))
     assert r.num_invalid_packets == 0 and r.num_samples == 24 * 64
     assert not r.mean_frequency_avg.any() and not r.variance_frequency_avg.any()
     # all packets NaN: no samples, min stays FLT_MAX, pooled variance 0 (N = 0)
     nan = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
     weights.reshape(2, -1)[:, :4] = nan
-    r = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h))
+    r = compute_segment(Segment(data, weights, 0, 0, data_h, weights_h), stat_config(data_h))
     assert r.num_invalid_packets == 2 and r.num_samples == 0
     assert (r.timeseries[:, :, 1] == FLT_MAX).all() and not r.timeseries[:, :, [0, 2]].any()
     assert not r.variance_frequency_avg.any() and not r.variance_spectrum.any()
@@ -197,19 +203,19 @@ def test_segment_and_header_errors() -> None:
     data, weights = generate_heaps(layout, BeamSpec(), 0, 2)
     with pytest.raises(SegmentError, match="2 whole data heaps and 1"):
         compute_segment(Segment(data, weights[: layout.weights_heap_stride], 0, 0,
-                                data_h, weights_h))
+                                data_h, weights_h), StatConfig())
     bad = data_h.copy()
     bad.set("TSAMP", 0)
     with pytest.raises(HeaderError, match="TSAMP"):
-        StatComputer(bad, weights_h, 1)
+        StatInputs.from_headers(bad, weights_h)
     bad = data_h.copy()
     bad.delete("PICOSECONDS")
     with pytest.raises(HeaderError, match="PICOSECONDS"):
-        StatComputer(bad, weights_h, 1)
+        StatInputs.from_headers(bad, weights_h)
     bad = data_h.copy()
     bad.set("FREQ_MASK", "100-200")
     with pytest.raises(HeaderError, match="FREQ_MASK"):
-        StatComputer(bad, weights_h, 1)
+        StatInputs.from_headers(bad, weights_h)
 
 
 def test_mid_8bit_several_heaps_per_time_bin_and_nrebin_above_256() -> None:

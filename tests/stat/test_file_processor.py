@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from ringbuf.header import DadaHeader
 from ringbuf.segment import Segment
+from services.formats.pst import PstLayout
 from services.stat.compute import compute_segment
+from services.stat.config import stat_config
 from services.stat.file_processor import default_output, main
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers, write_pair
-from services.formats.pst import PstLayout
 
 SPEC = BeamSpec(sigma=15.0, tones={7: 30.0}, clip_fraction=0.001, nan_packets=frozenset({4}))
 NAME = "2023-02-14-22:15:37_0000000000000000_000000"
@@ -31,7 +32,7 @@ def expected(nheap: int, first: int = 0, **kw):
     layout = PstLayout.from_headers(data_h, weights_h)
     data, weights = generate_heaps(layout, SPEC, first, nheap)
     return compute_segment(Segment(data, weights, first * layout.data_heap_stride, 0,
-                                   data_h, weights_h))
+                                   data_h, weights_h), stat_config(data_h))
 
 
 def assert_file_matches(path: Path, result) -> None:
@@ -61,7 +62,7 @@ def test_data_and_weights_options(tmp_path: Path) -> None:
 
 def test_weights_found_in_sibling_folder_and_output_option(tmp_path: Path) -> None:
     data, _ = write_pair(tmp_path, *mid_headers(), 12, SPEC)
-    res = run([str(data), "-o", str(tmp_path / "x.h5")])
+    res = run([str(data), "--output", str(tmp_path / "x.h5")])
     assert res.exit_code == 0, res.output
     assert_file_matches(tmp_path / "x.h5", expected(12))
     assert not (tmp_path / "stat").exists() or not any((tmp_path / "stat").iterdir())
@@ -156,3 +157,54 @@ def test_console_script_help_and_exit_code(tmp_path: Path) -> None:
     out = subprocess.run([str(exe), str(tmp_path / "nope.dada")], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_stat_keys_layer_header_config_files_and_set_options(tmp_path: Path) -> None:
+    """Defect 6: data header < -c files (later wins) < -o; each layer shows in the bins."""
+    data, _ = write_pair(tmp_path, *mid_headers(STAT_REQ_TIME_BINS=4, STAT_REQ_FREQ_BINS=5,
+                                                STAT_NREBIN=64), 12, SPEC)
+    (tmp_path / "a.hdr").write_text("STAT_REQ_TIME_BINS 6\nSTAT_NREBIN 32\nOTHER_KEY x\n")
+    (tmp_path / "b.hdr").write_text("STAT_REQ_TIME_BINS 8\n")
+    res = run([str(data), "--output", str(tmp_path / "x.h5"), "-c", str(tmp_path / "a.hdr"),
+               "--config", str(tmp_path / "b.hdr"), "-o", "STAT_REQ_FREQ_BINS=3"])
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        header = f["HEADER"][0]
+        # time from b.hdr (over a.hdr and the header), freq from -o, NREBIN from a.hdr
+        assert (header["NDAT_DS"], header["NCHAN_DS"], header["NREBIN"]) == (8, 3, 32)
+        assert f["HISTOGRAM_REBINNED_2D_FREQ_AVG"].shape == (2, 32, 32)
+    res = run([str(data), "--output", str(tmp_path / "y.h5"), "--set", "STAT_REQ_TIME_BINS=2"])
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "y.h5", "r") as f:
+        header = f["HEADER"][0]
+        assert (header["NDAT_DS"], header["NCHAN_DS"], header["NREBIN"]) == (2, 5, 64)
+
+
+@pytest.mark.parametrize("where,args,message", [
+    ("header", [], "STAT_REQ_FREQ_BINS '-3' (data header "),
+    ("config", ["-c", "{tmp}/bad.hdr"], "STAT_NREBIN '0' ({tmp}/bad.hdr): must be positive"),
+    ("option", ["-o", "STAT_REQ_TIME_BINS=many"], "STAT_REQ_TIME_BINS 'many' (-o): is not an "),
+    ("unknown", ["-o", "STAT_NREBINS=8"], "STAT_NREBINS (-o): unknown key"),
+    ("malformed", ["-o", "STAT_NREBIN"], "expected KEY=VALUE"),
+])
+def test_bad_stat_value_is_one_line_naming_key_and_source(tmp_path: Path, where: str,
+                                                          args: list[str], message: str) -> None:
+    header_keys = {"STAT_REQ_FREQ_BINS": -3} if where == "header" else {}
+    data, _ = write_pair(tmp_path, *mid_headers(**header_keys), 4, SPEC)
+    (tmp_path / "bad.hdr").write_text("STAT_NREBIN 0\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    res = CliRunner().invoke(main, [str(data), *args])
+    assert res.exit_code == 1, res.output
+    assert message.format(tmp=tmp_path) in res.output
+    if where == "header":
+        assert str(data) in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_start_up_imports_no_numba() -> None:
+    """stat-file-processor loads numba only to compute (--help and bad input stay fast)."""
+    code = "import sys, services.stat.file_processor; assert 'numba' not in sys.modules, 'numba'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from ringbuf.segment import Segment
+from services.formats.pst import PstLayout
 from services.stat import hdf5_schema as schema
 from services.stat.compute import compute_segment
+from services.stat.config import stat_config
 from services.stat.generate import BeamSpec, generate_heaps, pst_headers
 from services.stat.hdf5_writer import write_hdf5
-from services.formats.pst import PstLayout
 
 HEADER_LAYOUT = [  # pst-stat.md section 5, as reported by h5py
     (0, "EB_ID", "str"), (8, "TELESCOPE", "str"), (16, "SCAN_ID", "<u8"), (24, "BEAM_ID", "str"),
@@ -34,7 +35,8 @@ def result():
                                     OBS_OFFSET=0, STAT_REQ_TIME_BINS=8, STAT_REQ_FREQ_BINS=37)
     layout = PstLayout.from_headers(data_h, weights_h)
     data, weights = generate_heaps(layout, BeamSpec(nan_packets=frozenset({2})), 0, 8)
-    return compute_segment(Segment(data, weights, 5 * 8880, 5 * 1122, data_h, weights_h))
+    return compute_segment(Segment(data, weights, 5 * 8880, 5 * 1122, data_h, weights_h),
+                           stat_config(data_h))
 
 
 def _kind(dt: np.dtype) -> str:
@@ -59,7 +61,7 @@ def test_layout_field_by_field(tmp_path: Path, result) -> None:
         vtype = version.id.get_type()
         assert vtype.is_variable_str() and vtype.get_cset() == h5py.h5t.CSET_ASCII
         header = f["HEADER"]
-        assert header.shape == (1,) and header.dtype.itemsize == 184
+        assert header.shape == (1,) and header.dtype.itemsize == schema.HEADER_ITEMSIZE == 184
         got = [(header.dtype.fields[n][1], n, _kind(header.dtype.fields[n][0]))
                for n in header.dtype.names]
         assert got == HEADER_LAYOUT

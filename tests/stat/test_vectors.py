@@ -7,7 +7,8 @@ import pytest
 
 from ringbuf.header import DadaHeader
 from ringbuf.segment import Segment
-from services.stat.compute import StatConfig, compute_segment
+from services.stat.compute import compute_segment
+from services.stat.config import stat_config
 
 # pst-stat.md section 8: base sequence S (int16)
 S = np.array([
@@ -67,7 +68,7 @@ def weights_records(scales: list[float], nchan: int) -> np.ndarray:
 
 def run(data_values: np.ndarray, hdrs, scales: list[float], nchan: int, **kw):
     seg = Segment(data_values.view(np.uint8), weights_records(scales, nchan), 0, 0, *hdrs)
-    config = StatConfig.from_header(hdrs[0])
+    config = stat_config(hdrs[0])
     return compute_segment(seg, config)
 
 
@@ -209,7 +210,7 @@ def test_compute_8_5_frequency_and_time_bins() -> None:
     recs = np.zeros((nchan // 24, 52), np.uint8)
     recs[:, :4] = np.frombuffer(np.float32(1).tobytes(), np.uint8)
     seg = Segment(samples.astype(np.int16).view(np.uint8), recs.ravel(), 0, 0, data, weights)
-    r = compute_segment(seg, StatConfig.from_header(data))
+    r = compute_segment(seg, stat_config(data))
     assert (r.nchan_ds, r.ndat_ds) == (1152, 4)
     f = np.arange(1152)
     np.testing.assert_allclose(r.frequency_bins, (1000 - 400) + (800 / 1152) * (2 * f + 1) / 2,

@@ -1,8 +1,9 @@
-"""Logging for every ringpipe daemon and tool: set up once, one line per record.
+"""Logging for every ringpipe command (the ring CLI, the daemons, the tools): set up once,
+one line per record.
 
 Configuration (the first that is set wins):
 
-* the ``level`` argument (daemons pass ``--log-level`` or the ``LOG_LEVEL`` config key),
+* the ``level`` argument (``--log-level``; daemons also the ``LOG_LEVEL`` config key),
 * the environment variable ``RINGPIPE_LOG_LEVEL`` (``DEBUG``, ``INFO``, ``WARNING``, ...),
 * ``INFO``.
 
@@ -26,7 +27,7 @@ from types import TracebackType
 from typing import TextIO
 
 ENV_LEVEL = "RINGPIPE_LOG_LEVEL"
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -64,8 +65,8 @@ def parse_level(level: str | int | None) -> int:
     if isinstance(level, int):
         return level
     name = level.strip().upper()
-    if name not in LEVELS:
-        raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+    if name not in LOG_LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LOG_LEVELS)}")
     return getattr(logging, name)
 
 

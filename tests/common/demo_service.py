@@ -1,18 +1,20 @@
 """``svc-demo``: a tiny daemon built on the service framework, with no rings.
 
-It exists to exercise (and to show) the framework end to end in real processes: its "scan"
+It exists to exercise the framework end to end in real processes: its "scan"
 processes a fake block every DEMO_BLOCK_PERIOD_S seconds, counts them, drops every fifth as
 "late", and can be told to fail, refuse, stall or drain slowly, so that tests can reach every
-state and every error path. Run it with ``python -m services.common.testing``.
+state and every error path. Tests start it by file path (``COMMAND``); it is not shipped.
 """
 
 from __future__ import annotations
 
 import enum
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
@@ -28,6 +30,9 @@ from services.common.counters import Counters, ReasonCounts, gauge, reasons, tot
 from services.common.lifecycle import Refused, Service
 from services.common.options import DaemonOptions, daemon_options
 from services.common.runner import run_service
+
+#: The command line that starts this daemon (any Python with ringpipe installed).
+COMMAND = [sys.executable, str(Path(__file__).resolve())]
 
 
 class DemoDrop(enum.Enum):
@@ -179,7 +184,7 @@ def main(options: DaemonOptions) -> None:
 
     \b
     Example:
-        python -m services.common.testing --socket /tmp/demo.sock \\
+        python tests/common/demo_service.py --socket /tmp/demo.sock \\
             -o DATA_KEY=a000 -o WEIGHTS_KEY=a010 --autonomous
         svc-ctl /tmp/demo.sock status
     """

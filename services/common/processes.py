@@ -155,7 +155,8 @@ class Process:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{self.name} still running after {timeout:g} s: {self.tail()}") from None
+            raise RuntimeError(
+                f"{self.name} still running after {timeout:g} s: {self.tail()}") from None
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -246,7 +247,9 @@ class ProcessGroup:
         shutil.rmtree(self.sockdir, ignore_errors=True)
 
 
-def run_tool(args: list[Any], timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    args: list[Any], timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command to completion; raise with its stderr if it fails."""
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
                             timeout=timeout, cwd=cwd, env=dict(os.environ))
