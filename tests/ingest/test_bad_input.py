@@ -91,7 +91,7 @@ def test_bad_input_is_counted_and_never_corrupts(key_factory):
     assert c.heaps_duplicate_total == 1
     assert c.datagrams_rejected_total >= 1
     snap = c.snapshot()
-    assert snap["heaps_rejected_bad_shape_total"] == 1
+    assert snap["heaps_rejected_bad_channel_count_total"] == 1
     assert snap["heaps_rejected_wrong_channel_total"] == 2
     assert snap["heaps_rejected_bad_timestamp_total"] == 2
     assert snap["heaps_rejected_unknown_item_total"] == 1
