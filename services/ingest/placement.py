@@ -371,7 +371,10 @@ def place_vis(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in sp
     if nbl >= 0 and _u32(nbl, bswap) != p.nbaseline:
         _count(p, stats, Stat.REJECTED_BAD_BASELINE_COUNT)
         return
-    if p.cur_data_off < 0 or items[VisItem.CHANNEL_ID] < 0:
+    # without a channel id (a sender may send it only once), a stream of one channel block
+    # can only be carrying that block
+    single = p.block_hi - p.block_lo == 1
+    if p.cur_data_off < 0 or (items[VisItem.CHANNEL_ID] < 0 and not single):
         _count(p, stats, Stat.REJECTED_MISSING_ITEM)
         return
     if p.cur_data_len != p.heap_bytes:
@@ -380,9 +383,12 @@ def place_vis(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in sp
     if items[VisItem.HEAP_LENGTH] < 0 or items[VisItem.HEAP_LENGTH] > p.slot_bytes:
         _count(p, stats, Stat.REJECTED_HEAP_TOO_LARGE)
         return
-    block = _block_of(p, stats, _u32(items[VisItem.CHANNEL_ID], bswap))
-    if block < 0:
-        return
+    if items[VisItem.CHANNEL_ID] < 0:
+        block = p.block_lo
+    else:
+        block = _block_of(p, stats, _u32(items[VisItem.CHANNEL_ID], bswap))
+        if block < 0:
+            return
     ticks = ((_u32(items[VisItem.TIMESTAMP_COUNT], bswap) << 32)
              | _u32(items[VisItem.TIMESTAMP_FRACTION], bswap))
     period = p.period
