@@ -101,10 +101,12 @@ def payload(ntime: int, nchan: int, nbl: int, fd: int) -> np.ndarray:
 
 
 def send(framing: Framing, port: int, *, nchan: int, cps: int, nbl: int, vis: np.ndarray,
-         int_time: float = 1.0, first_dump: int = 0, start: bool = True, end: bool = True,
+         int_time: float = 1.0, first_dump: int = 0, last_dump: int | None = None,
+         start: bool = True, end: bool = True,
          rate: float = 2e7, max_packet_size: int = 8972) -> int:
-    """Send dumps ``first_dump..`` of ``vis`` (time, channel, baseline), stream i to
-    ``port + i`` carrying channels ``i*cps..``; returns the data heaps sent."""
+    """Send dumps ``first_dump..last_dump`` (default: to the end) of ``vis`` (time, channel,
+    baseline), stream i to ``port + i`` carrying channels ``i*cps..``; returns the data heaps
+    sent."""
     nstreams = nchan // cps
     pool = spead2.ThreadPool()
     config = spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate)
@@ -137,7 +139,7 @@ def send(framing: Framing, port: int, *, nchan: int, cps: int, nbl: int, vis: np
                 heap.add_start()
             stream.send_heap(heap)
     sent = 0
-    for t in range(first_dump, vis.shape[0]):
+    for t in range(first_dump, vis.shape[0] if last_dump is None else last_dump):
         ticks = round((T0 + t * int_time) * cbf_sdp.TICKS_PER_SECOND)
         for i, (stream, ig) in enumerate(zip(streams, groups, strict=True)):
             ig["visibility_timestamp_count"].value = ticks >> 32

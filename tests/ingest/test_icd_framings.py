@@ -30,13 +30,14 @@ FALLBACK_FREQ0, FALLBACK_WIDTH = 1.5e8, 1e5
 
 
 @contextmanager
-def svc_ingest(tmp_path: Path, key_factory, cps: int, **extra: object) -> Iterator[
+def svc_ingest(tmp_path: Path, key_factory, cps: int, port: int | None = None,
+               **extra: object) -> Iterator[
         tuple[Process, str, str, int]]:
     """A ring pair (one dump per block) and an autonomous svc-ingest process on it."""
     dk, wk = key_factory(), key_factory()
     create_ring_pair(dk, wk, RingLayout(nbufs=8, bufsz=NCHAN * NBL * 32),
                      RingLayout(nbufs=8, bufsz=NCHAN * NBL * 2))
-    port = free_ports(NCHAN // cps)
+    port = free_ports(NCHAN // cps) if port is None else port
     opts = {"DATA_KEY": dk, "WEIGHTS_KEY": wk, "PORT_START": port, "NSTREAMS": NCHAN // cps,
             "NANT": NANT, "NCHAN": NCHAN, "CHANNELS_PER_STREAM": cps, "INT_TIME": 1.0,
             "BIND_HOST": "127.0.0.1", "STREAM_TIMEOUT_S": 2, "SCAN_ID": 9,
@@ -122,3 +123,43 @@ def test_real_sender_framing_lands_exactly(name, tmp_path, key_factory):
     assert counters["transfers_missed_start_total"] == 0
     rejected = {k: v for k, v in counters.items() if k.startswith("heaps_rejected_") and v}
     assert rejected == {}
+
+
+def test_late_start_writes_the_rest_of_the_scan(tmp_path, key_factory):
+    """svc-ingest started after the start heap and the first dumps: the rest of the scan is
+    written, scan id from the data heaps, frequencies from config, the miss counted."""
+    framing = replace(icd_senders.EMULATOR, scan_after_data=True)  # scan id past the data
+    cps, missed = 2, 2
+    vis = icd_senders.payload(NTIME, NCHAN, NBL, 255)
+    port = free_ports(NCHAN // cps)
+    early = icd_senders.send(framing, port, nchan=NCHAN, cps=cps, nbl=NBL, vis=vis,
+                             last_dump=missed, end=False)  # nobody listening yet
+    assert early == missed * NCHAN // cps
+    with svc_ingest(tmp_path, key_factory, cps, port,
+                    IMMEDIATE_BYTE_ORDER="little") as (daemon, dk, wk, _):
+        out: dict = {}
+        ready = threading.Event()
+        reader = threading.Thread(target=read_transfer, args=(dk, wk, out, ready))
+        reader.start()
+        ready.wait(10)
+        time.sleep(0.2)
+        late = icd_senders.send(framing, port, nchan=NCHAN, cps=cps, nbl=NBL, vis=vis,
+                                first_dump=missed, start=False)
+        reader.join(30)
+        counters = daemon.counters()
+        log = daemon.output()
+    assert "error" not in out, out.get("error")
+    got_vis, got_wts = stacked(out["blocks"])
+    assert got_vis.shape[0] == NTIME - missed
+    np.testing.assert_array_equal(got_vis, vis["VIS"][missed:])
+    np.testing.assert_array_equal(got_wts["FD"], 255)
+    data_header, _ = out["headers"]
+    assert data_header.get_int("SCAN_ID") == framing.scan_id  # from the data heaps, not 9
+    assert data_header.get_float("FREQ0_HZ") == FALLBACK_FREQ0
+    assert data_header.get_float("CHAN_WIDTH_HZ") == FALLBACK_WIDTH
+    assert data_header.get_float("INT_TIME") == 1.0
+    assert abs(data_header.get_float("TIME0_UNIX") - (icd_senders.T0 + missed)) < 1e-6
+    assert counters["transfers_missed_start_total"] == 1
+    assert counters["start_heaps_total"] == 0
+    assert counters["heaps_complete_total"] == late
+    assert "without a start heap" in log and "from the data heaps" in log
