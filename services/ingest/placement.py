@@ -7,8 +7,13 @@ listed in :data:`VIS_ITEMS` / :data:`BEAM_ITEMS` and the heap's first packet. Th
 * treats a heap without a time item as a metadata/start heap: it copies the values of the
   metadata items (:attr:`PlaceParams.meta_ids`) into the parameter record, where the Python side
   reads them, counts it, and discards it (``chunk_id = -1``);
-* validates a data heap (shape, channel range of this port, timestamp alignment and jump,
-  duplicates) and maps it to ``chunk_id`` (a ring block), ``heap_index`` and ``heap_offset``.
+* validates a data heap (counts when sent, the visibilities' size, channel range of this
+  port, timestamp alignment and jump, duplicates) and maps it to ``chunk_id`` (a ring block),
+  ``heap_index`` and ``heap_offset``. A visibility heap may carry descriptors and addressed
+  items besides the visibilities (as the SKA CBF-SDP emulator sends them): its whole payload
+  lands in a slot of ``slot_bytes``, and the visibilities' address in that payload (from the
+  first packet's item pointers) and the scan id's go into the chunk's ``extra``
+  (:data:`VIS_EXTRA_BYTES`), where the copy into the ring finds them.
 
 Every outcome increments a spead2 custom stream statistic (:class:`~services.ingest.counters.Stat`);
 no Python runs per heap. Each stream (port) has its own :class:`PlaceParams` record (fields
