@@ -91,6 +91,9 @@ class IngestCounters(Counters):
     transfers_missed_start_total: int = total(
         "transfers that opened without a start heap (receiver started mid-scan): metadata "
         "from data heaps and config")
+    transfers_split_total: int = total(
+        "transfers of a scan that went on after end heaps had ended its previous transfer "
+        "(a stray or forged end heap split the scan)")
     metadata_heaps_total: int = total("start, descriptor and metadata heaps")
     start_heaps_total: int = total("start-of-stream heaps")
     end_heaps_total: int = total("end-of-stream heaps, the injected ones included")

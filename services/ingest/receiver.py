@@ -207,6 +207,7 @@ class ChunkReceiver:
         self._last_rejected_datagrams = DatagramRejectCounter.count
         self._last_rcvbuf = udp_rcvbuf_errors()
         self._lock = threading.Lock()
+        self._previous: TransferResult | None = None  # the last transfer received
         install_datagram_counter()
 
     # ------------------------------------------------------------------ counters
@@ -267,7 +268,8 @@ class ChunkReceiver:
             return None
         logger.info("transfer of scan %d ended (%s) after %d blocks",
                     state.scan_id, reason, state.blocks)
-        return TransferResult(state.scan_id, state.blocks, reason)
+        self._previous = TransferResult(state.scan_id, state.blocks, reason)
+        return self._previous
 
     def _loop(self, group: _Group, sink: BlockSink, stop: threading.Event,
               tick: Callable[[], None] | None, state: _TransferState) -> str:
@@ -392,6 +394,13 @@ class ChunkReceiver:
             raw_scan = data_scan
         scan_id = self.settings.default_scan_id if raw_scan is None else raw_scan % (1 << 64)
         if not group.stats().get(Stat.START_HEAPS.stat_name, 0):
+            previous = self._previous
+            if previous is not None and previous.reason == "end" and previous.scan_id == scan_id:
+                # the scan went on after end heaps: a stray or forged end heap split it
+                self.counters.add("transfers_split_total")
+                logger.warning("scan %d continues after the end heaps that ended its last "
+                               "transfer (a stray or forged end heap?): a new transfer starts",
+                               scan_id)
             self.counters.add("transfers_missed_start_total")
             logger.warning(
                 "transfer opened without a start heap (receiver started mid-scan): scan id %d "
