@@ -1,9 +1,10 @@
 """The svc-ingest service: the scan lifecycle around :class:`ChunkReceiver`.
 
-configure_beam attaches the ring-pair writer and checks the ring block sizes; start_scan
-receives transfers (one per stream start..end) until end_scan; autonomous mode receives
-transfer after transfer. SCAN_ID of start_scan is used when the stream's metadata heap gives
-none.
+configure_beam attaches the ring-pair writer and checks the ring block sizes (a missing ring,
+a second writer or wrong block sizes are refusals: state unchanged, exit 3 in autonomous
+mode); start_scan receives transfers (one per stream start..end) until end_scan; autonomous
+mode receives transfer after transfer. SCAN_ID of start_scan is used when neither the
+stream's metadata heap nor its data heaps give one.
 """
 
 from __future__ import annotations
