@@ -133,10 +133,12 @@ def send(model: Path, sender: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_emu_send_to_emu_recv_mswriter_gives_the_input_ms(model, tmp_path):
+@pytest.mark.parametrize("framing", ["separate", "every_heap"])
+def test_emu_send_to_emu_recv_mswriter_gives_the_input_ms(model, tmp_path, framing):
     port = free_udp_ports(NSTREAMS)
     output = tmp_path / "received.ms"
-    receiver, sender = write_confs(tmp_path, model, port, "mswriter", output)
+    receiver, sender = write_confs(tmp_path, model, port, "mswriter", output,
+                                   f"framing = {framing}\n")
     recv = RecvProcess(receiver)
     recv.wait_listening()
     pids, keys = recv.children(), recv.ring_keys()
