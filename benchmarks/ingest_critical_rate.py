@@ -41,7 +41,8 @@ def send(rate: float, seconds: float, port: int) -> None:
     repeats = max(1, round(rate * seconds / heap_dump_bytes / NTIME))
     cfg = build_config(EmuSendConfig, ConfigSource(overrides=(("bench", {
         "transmission.target_port_start": port, "transmission.channels_per_stream": CPS,
-        "transmission.rate": rate, "reader.num_repeats": repeats}),)))
+        "transmission.total_rate": rate, "transmission.max_packet_size": 8972,
+        "reader.num_repeats": repeats}),)))
     payload = np.zeros((NTIME, NCHAN, NBL), cbf_sdp.VIS_DTYPE)
     payload["VIS"] = np.random.default_rng(1).standard_normal((NTIME, NCHAN, NBL, 4))
     payload["FD"] = 255

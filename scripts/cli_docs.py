@@ -21,6 +21,7 @@ COMMANDS = [  # console script -> click command (see [project.scripts] in pyproj
     ("stat-file-processor", "services.stat.file_processor:main"),
     ("stat-plot", "services.stat.plot:main"),
     ("emu-send", "services.senders.emu_send:main"),
+    ("emu-recv", "services.senders.emu_recv:main"),
     ("beam-send", "services.senders.beam_send:main"),
     ("sim-ms", "services.mswrite.sim_ms:main"),
     ("python -m services.demo", "services.demo.__main__:main"),

@@ -102,7 +102,7 @@ def send(model: Path, port: int, params: VisParams, timeout: float = 300) -> int
         "transmission.target_port_start": port,
         "transmission.channels_per_stream": params.channels_per_stream,
         "transmission.time_interval": params.time_interval,
-        "transmission.rate": params.rate,
+        "transmission.total_rate": params.rate,
         "transmission.scan_id": params.scan_id,
     })], timeout=timeout)
     return params.ntime * params.nchan // params.channels_per_stream
