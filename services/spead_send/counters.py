@@ -20,10 +20,12 @@ class SpeadSendCounters(Counters):
     heaps_sent_total: int = total("SPEAD heaps sent (data and control heaps, every stream)")
     data_heaps_sent_total: int = total("SPEAD data heaps sent")
     bytes_sent_total: int = total("bytes sent (SPEAD packets, headers included)")
-    blocks_sent_total: int = total("ring segments (data + weights block) sent")
+    blocks_sent_total: int = total(
+        "ring segments (data + weights block) whose every heap was sent")
     blocks_skipped_total: int = total(
         "viewer mode: ring segments overwritten by the writer before they could be read")
-    send_errors_total: int = total("sends that failed (a block or control heap not sent)")
+    send_errors_total: int = total(
+        "failed sends (a control heap on one stream, or up to 256 data heaps of a segment)")
     transfers_total: int = total("transfers sent (start heap to end heaps)")
     transfers_skipped: ReasonCounts = reasons(Skip, "transfers_skipped",
                                               "transfers not sent")

@@ -70,15 +70,18 @@ class StreamSender:
     def send_segment(self, profile: Profile, seg: Segment) -> None:
         """The data heaps of one ring segment."""
         c = self.counters
+        complete = True
         for refs, nheaps in profile.load(seg):
             try:
                 c.bytes_sent_total += self._send_heaps(refs, spead2.send.GroupMode.SERIAL)
             except OSError as exc:
                 self._error(exc)
+                complete = False
                 continue
             c.heaps_sent_total += nheaps
             c.data_heaps_sent_total += nheaps
-        c.blocks_sent_total += 1
+        if complete:
+            c.blocks_sent_total += 1
 
     def end(self) -> None:
         """An end-of-stream heap on every stream."""
