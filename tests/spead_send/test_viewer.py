@@ -21,7 +21,7 @@ from tests.spead_send.helpers import (
 
 pytestmark = pytest.mark.timeout(120)
 
-NANT, NCHAN, NDUMPS = 3, 8, 40
+NANT, NCHAN, NDUMPS = 3, 64, 40
 NBL = NANT * (NANT + 1) // 2
 TIME0 = 1796104800.5
 
@@ -34,7 +34,7 @@ def test_viewer_never_blocks_the_writer_and_counts_skipped_blocks(key_factory, t
     out, thread = item_group_receiver(port)
     proc = start_spead_send(tmp_path, "spead-send", {
         "DATA_KEY": dk, "WEIGHTS_KEY": wk, "DEST_PORT": port, "READ_MODE": "viewer",
-        "SEND_RATE": 2e4})  # ~0.1 s per block, while the writer makes one every 10 ms
+        "SEND_RATE": 1e5})  # ~0.13 s per block, while the writer makes one every 10 ms
     waits = []
     try:
         with RingPairWriter(dk, wk, timeout=5) as writer:
