@@ -26,7 +26,8 @@ class SpeadSendCounters(Counters):
         "viewer mode: ring segments overwritten by the writer before they could be read")
     send_errors_total: int = total(
         "failed sends (a control heap on one stream, or up to 256 data heaps of a segment)")
-    transfers_total: int = total("transfers sent (start heap to end heaps)")
+    transfers_total: int = total(
+        "transfers sent, start heap to end heaps (those cut short by a stop or a dead writer too)")
     transfers_skipped: ReasonCounts = reasons(Skip, "transfers_skipped",
                                               "transfers not sent")
     writer_died_total: int = total("transfers cut short by the death of the ring writer")

@@ -152,6 +152,9 @@ class SpeadSendService(Service):
                 skipped = transfer.skipped
                 self.health.data_seen()
                 self.progress()
+                if stop.is_set():  # the rest of the transfer is not sent
+                    logger.info("scan %d: stopped; ending the stream", profile.scan_id)
+                    break
         except WriterDied:
             c.writer_died_total += 1
             logger.warning("scan %d: the ring writer died; ending the stream", profile.scan_id)

@@ -4,6 +4,7 @@ a counter, failed sends are counted, managed mode sends only the started scan.""
 from __future__ import annotations
 
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -142,3 +143,31 @@ def test_managed_mode_sends_only_the_started_scan(key_factory, tmp_path):
     meta = [h for h in out.heaps if "scan_id" in h]
     assert [h["scan_id"] for h in meta] == [12]
     assert len([h for h in out.heaps if "correlator_output_data" in h]) == 2
+
+
+def test_sigterm_mid_transfer_ends_the_stream_and_exits_cleanly(key_factory, tmp_path):
+    nchan = 256
+    res = nchan * NBL * 32
+    dumps = vis_dumps(10, nchan, NBL)
+    dk, wk = make_pair(key_factory, res, res // 16, nbufs=16)
+    port = free_udp_ports(1)
+    out, thread = item_group_receiver(port)
+    proc = start_spead_send(tmp_path, "spead-send", {
+        "DATA_KEY": dk, "WEIGHTS_KEY": wk, "DEST_PORT": port, "SEND_RATE": 1e5})
+    try:  # 27 kB blocks at 100 kB/s: the whole transfer would take 2.7 s
+        write_transfer(dk, wk, vis_headers(NANT, nchan, nchan, 1, 1.0, 1796104800.5, 3),
+                       vis_blocks(dumps, 1))
+        proc.wait_counter("blocks_sent_total", 2)
+        started = time.monotonic()
+        assert proc.terminate() == 0, proc.tail()
+        assert time.monotonic() - started < 2.0
+        thread.join(10)
+    finally:
+        proc.stop()
+        destroy_ring_pair(dk, wk)
+    assert not thread.is_alive()  # the end heap arrived
+    data = [h["correlator_output_data"] for h in out.heaps if "correlator_output_data" in h]
+    assert 2 <= len(data) < 8
+    for k, payload in enumerate(data):
+        np.testing.assert_array_equal(payload, dumps[k])
+    assert "stopped; ending the stream" in proc.output()
