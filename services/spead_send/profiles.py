@@ -20,6 +20,7 @@ key at fault.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ from ringbuf.errors import HeaderError
 from services.formats import cbf_sdp, pst
 from services.formats.cbf_sdp import ByteOrder
 from services.spead_send import wire
+
+logger = logging.getLogger(__name__)
 
 UTC_FORMAT = "%Y-%m-%d-%H:%M:%S"
 #: Heaps handed to spead2 in one send call (the stream's queue holds one such group).
@@ -117,6 +120,9 @@ def first_ticks(time0_unix: float, period: int, dumps_per_block: int) -> int:
     for candidate in (base + span, base + period - 1):
         if candidate / cbf_sdp.TICKS_PER_SECOND == time0_unix:
             return candidate
+    logger.warning("TIME0_UNIX %r is not on a ring-block boundary (DUMPS_PER_BLOCK %d): a "
+                   "receiving svc-ingest starts its first block %d dumps earlier, as holes",
+                   time0_unix, dumps_per_block, (ticks - base) // period)
     return ticks
 
 

@@ -187,3 +187,59 @@ def test_beam_chain_reproduces_ring_pair_a_in_b(key_factory, tmp_path):
     assert a.data_header is not None and a.data_header.get_int("SCAN_ID") == 55
     assert send_counters["data_heaps_sent_total"] == nheaps * 2
     assert send_counters["blocks_sent_total"] == 8
+
+
+def test_transfers_back_to_back_arrive_as_transfers(key_factory, tmp_path):
+    """Two transfers written straight after each other reach ring pair B as two transfers
+    with A's blocks and times (TRANSFER_GAP_S lets svc-ingest re-arm in between)."""
+    from tests.spead_send.helpers import vis_blocks, vis_dumps, vis_headers, write_transfer
+
+    nant, nchan, cps, dpb, int_time = 3, 8, 2, 2, 0.5
+    nbl = nant * (nant + 1) // 2
+    res = nchan * nbl * 32
+    a_keys = make_pair(key_factory, dpb * res, dpb * res // 16)
+    b_keys = make_pair(key_factory, dpb * res, dpb * res // 16)
+    port_b = free_udp_ports(nchan // cps)
+    # any phase, with the first dump on a block boundary as svc-ingest writes it
+    firsts = (1796104800.123456, 1796104901.387654)
+    dumps = [vis_dumps(5, nchan, nbl, seed=s) for s in (1, 2)]
+    got: list[tuple[DadaHeader, list[bytes]]] = []
+    errors: list[BaseException] = []
+
+    def read_b() -> None:
+        try:
+            with RingPairReader(*b_keys, timeout=60) as reader:
+                for _ in range(2):
+                    transfer = reader.open_transfer()
+                    got.append((transfer.data_header, [seg.data.tobytes() + seg.weights.tobytes()
+                                                       for seg in transfer]))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    procs: list[Process] = []
+    try:
+        procs.append(start_ingest(tmp_path, "ingest-b", {
+            "DATA_KEY": b_keys[0], "WEIGHTS_KEY": b_keys[1], "PORT_START": port_b,
+            "NSTREAMS": nchan // cps, "NANT": nant, "NCHAN": nchan, "CHANNELS_PER_STREAM": cps,
+            "INT_TIME": int_time, "BIND_HOST": "127.0.0.1", "STREAM_TIMEOUT_S": 3}))
+        reader = threading.Thread(target=read_b, daemon=True)
+        reader.start()
+        procs.append(start_spead_send(tmp_path, "spead-send", {
+            "DATA_KEY": a_keys[0], "WEIGHTS_KEY": a_keys[1], "DEST_PORT": port_b,
+            "NSTREAMS": nchan // cps, "SEND_RATE": 2e7}))
+        for k in range(2):
+            write_transfer(*a_keys, vis_headers(nant, nchan, cps, dpb, int_time, firsts[k],
+                                                 100 + k), vis_blocks(dumps[k], dpb))
+        reader.join(60)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        destroy_ring_pair(*a_keys)
+        destroy_ring_pair(*b_keys)
+    assert not errors, errors
+    assert len(got) == 2
+    for k, (header, blocks) in enumerate(got):
+        assert header.get_int("SCAN_ID") == 100 + k
+        assert header["TIME0_UNIX"] == repr(firsts[k])
+        assert header.get_float("FREQ0_HZ") == 150e6
+        assert blocks == [d + w for d, w in vis_blocks(dumps[k], dpb)]
