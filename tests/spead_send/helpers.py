@@ -153,11 +153,15 @@ class Decoded:
     errors: list[BaseException] = field(default_factory=list)
 
 
-def item_group_receiver(port: int) -> tuple[Decoded, threading.Thread]:
-    """A thread running a plain spead2 receiver + ItemGroup on ``port`` until the end heap."""
+def item_group_receiver(port: int, group: str = "") -> tuple[Decoded, threading.Thread]:
+    """A thread running a plain spead2 receiver + ItemGroup on ``port`` until the end heap
+    (of multicast ``group`` on the loopback interface, if given)."""
     out = Decoded()
     stream = spead2.recv.Stream(spead2.ThreadPool(), spead2.recv.StreamConfig(max_heaps=8))
-    stream.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=1 << 22)
+    if group:
+        stream.add_udp_reader(group, port, buffer_size=1 << 22, interface_address="127.0.0.1")
+    else:
+        stream.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=1 << 22)
 
     def run() -> None:
         group = spead2.ItemGroup()

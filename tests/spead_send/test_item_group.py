@@ -112,3 +112,31 @@ def test_beam_items_decode_with_the_ring_values(key_factory, tmp_path):
     assert {(h["beam_sample_count"], h["beam_first_channel"]) for h in packets} == {
         (n * lay.udp_nsamp, p * lay.udp_nchan) for n in range(7) for p in range(pph)}
     assert counters["data_heaps_sent_total"] == 7 * pph and counters["blocks_sent_total"] == 3
+
+
+def test_multicast_reaches_every_receiver_that_joined(key_factory, tmp_path):
+    group, b = "239.10.0.78", beam(4)
+    lay = b.layout
+    dk, wk = make_pair(key_factory, 2 * lay.data_heap_stride, 2 * lay.weights_heap_stride)
+    port = free_udp_ports(2)
+    receivers = [item_group_receiver(port + i, group) for i in (0, 1)]
+    receivers.append(item_group_receiver(port, group))  # a second host on stream 0
+    proc = start_spead_send(tmp_path, "spead-send", {
+        "DATA_KEY": dk, "WEIGHTS_KEY": wk, "DEST_HOST": group, "DEST_PORT": port,
+        "NSTREAMS": 2, "MCAST_TTL": 1, "MCAST_INTERFACE": "127.0.0.1", "SEND_RATE": 5e6})
+    try:
+        write_transfer(dk, wk, beam_headers(b, 9), beam_blocks(b, 2))
+        for _, thread in receivers:
+            thread.join(30)
+        proc.wait_counter("transfers_total", 1)
+    finally:
+        proc.stop()
+        destroy_ring_pair(dk, wk)
+    for stream, (out, thread) in zip((0, 1, 0), receivers, strict=True):
+        assert not thread.is_alive() and not out.errors and out.starts == 1
+        packets = [h for h in out.heaps if "beam_data" in h]
+        assert len(packets) == 4  # packet `stream` of each of the 4 PST heaps
+        for h in packets:
+            n = h["beam_sample_count"] // lay.udp_nsamp
+            assert h["beam_first_channel"] == stream * lay.udp_nchan
+            np.testing.assert_array_equal(h["beam_data"], b.data[n, stream])
