@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -366,6 +365,3 @@ def profile_for(data_header: DadaHeader, weights_header: DadaHeader, data_bufsz:
     raise HeaderError(f"{data_header.source}: neither visibilities (DATA_KIND VIS) nor a PST "
                       f"voltage beam (UDP_NSAMP): DATA_KIND {kind or '(none)'}")
 
-
-__all__: Sequence[str] = ("BeamProfile", "Profile", "SendShape", "VisProfile", "profile_for",
-                          "first_ticks")

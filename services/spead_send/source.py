@@ -98,7 +98,12 @@ class ReaderSource:
 
 
 class ViewerTransfer:
-    """A transfer followed by a viewer (copies; overwritten segments skipped and counted)."""
+    """A transfer followed by a viewer (copies; overwritten segments skipped and counted).
+
+    A segment's place in the transfer is its OBS_OFFSET over the block size (every block but
+    a transfer's last is full), so ``skipped`` counts the gaps between the segments yielded,
+    and at the end the blocks after the last one yielded.
+    """
 
     def __init__(self, viewer: RingPairViewer, xfer_id: int, weights_header: DadaHeader) -> None:
         self.viewer = viewer
@@ -107,16 +112,19 @@ class ViewerTransfer:
         self.data_header = self.info.header
         self.weights_header = weights_header
         self.skipped = 0
+        self._bufsz = viewer.data.layout.bufsz
+        self._origin = self.info.header.get_int("OBS_OFFSET", 0)
+        self._last = -1  # place of the last segment yielded
 
     def segments(self, on_wait: Callable[[], None]) -> Iterator[Segment]:
         """Copies of the segments until the transfer ends (also when its writer died)."""
         while True:
             follow = PairViewTransfer(self.viewer, self.info, self.weights_header)
-            counted = 0
             try:
                 for seg in follow.segments():
-                    self.skipped += follow.missed_segments - counted
-                    counted = follow.missed_segments
+                    place = (seg.obs_offset - self._origin) // self._bufsz
+                    self.skipped += max(0, place - self._last - 1)
+                    self._last = max(self._last, place)
                     yield seg
             except Timeout:  # a quiet spell: report progress and carry on where it left off
                 on_wait()
@@ -125,13 +133,19 @@ class ViewerTransfer:
                 if type(exc) is not RingBufError:  # Interrupted (a stop), EndOfData, ...
                     raise
                 # the writer overwrote the weights block between viewing the data block and
-                # viewing its weights block (the pair viewer reports that as a plain error)
-                self.skipped += 1
+                # viewing its weights block (the pair viewer reports that as a plain error):
+                # a gap, counted with the next segment
                 continue
-            finally:
-                self.skipped += follow.missed_segments - counted
-                counted = follow.missed_segments
+            self._count_tail()
             return
+
+    def _count_tail(self) -> None:
+        try:
+            info = self.viewer.data.transfer(self.xfer_id)
+        except RingBufError:  # its header slot was reused: long over, the tail unknown
+            return
+        if info.end_block >= 0:
+            self.skipped += max(0, info.end_block - info.start_block - self._last - 1)
 
     def discard(self, on_wait: Callable[[], None]) -> None:
         """Nothing to give back: a viewer holds no blocks."""

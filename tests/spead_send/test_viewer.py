@@ -3,6 +3,7 @@ time is counted as skipped, and what it sends is the right data for its timestam
 
 from __future__ import annotations
 
+import socket
 import time
 
 import numpy as np
@@ -66,3 +67,34 @@ def test_viewer_never_blocks_the_writer_and_counts_skipped_blocks(key_factory, t
         np.testing.assert_array_equal(h["correlator_output_data"], dumps[dump])
         got.add(dump)
     assert len(got) == sent and max(got) == NDUMPS - 1  # the newest blocks are never lost
+
+
+def test_viewer_survives_a_writer_lapping_it_block_after_block(key_factory, tmp_path):
+    """A 2-block ring written as fast as Python can: the viewer is lapped all the time (also
+    between viewing a data block and its weights block) and keeps going; every block is
+    either sent or counted as skipped."""
+    nblocks, nchan, nbl = 3000, 1, 1
+    dumps = vis_dumps(nblocks, nchan, nbl, seed=2)
+    dk, wk = make_pair(key_factory, nchan * nbl * 32, nchan * nbl * 2, nbufs=2, nreaders=0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:  # absorbs the stream
+        sink.bind(("127.0.0.1", 0))
+        proc = start_spead_send(tmp_path, "spead-send", {
+            "DATA_KEY": dk, "WEIGHTS_KEY": wk, "DEST_PORT": sink.getsockname()[1],
+            "READ_MODE": "viewer", "SEND_RATE": 0})
+        try:
+            with RingPairWriter(dk, wk, timeout=5) as writer:
+                headers = vis_headers(1, nchan, nchan, 1, 1.0, TIME0, 5)
+                with writer.open_transfer(*headers) as xfer:
+                    for data, weights in vis_blocks(dumps, 1):
+                        with xfer.open_segment() as seg:
+                            seg.data[:] = np.frombuffer(data, np.uint8)
+                            seg.weights[:] = np.frombuffer(weights, np.uint8)
+                        time.sleep(0.0005)  # about as fast as the viewer: it is lapped often
+            counters = proc.wait_counter("transfers_total", 1)
+            state = proc.status()["state"]
+        finally:
+            proc.stop()
+            destroy_ring_pair(dk, wk)
+    assert state == "Scanning"
+    assert counters["blocks_sent_total"] + counters["blocks_skipped_total"] == nblocks
+    assert counters["blocks_skipped_total"] > 0 and counters["send_errors_total"] == 0
