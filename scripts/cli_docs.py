@@ -22,6 +22,7 @@ COMMANDS = [  # console script -> click command (see [project.scripts] in pyproj
     ("stat-plot", "services.stat.plot:main"),
     ("emu-send", "services.senders.emu_send:main"),
     ("emu-recv", "services.senders.emu_recv:main"),
+    ("svc-spead-send", "services.spead_send.main:main"),
     ("beam-send", "services.senders.beam_send:main"),
     ("sim-ms", "services.mswrite.sim_ms:main"),
     ("python -m services.demo", "services.demo.__main__:main"),

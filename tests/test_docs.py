@@ -45,6 +45,7 @@ def test_every_help_text_has_an_example():
 
 @pytest.mark.parametrize("module, counters", [
     ("services.ingest.counters", "IngestCounters"),
+    ("services.spead_send.counters", "SpeadSendCounters"),
     ("services.stat.counters", "StatCounters"),
     ("services.mswrite.service", "MsWriteCounters"),
     ("services.common.control", "ControlCounters"),

@@ -315,7 +315,7 @@ Examples:
 @click.option("-c", "--config", "config_files", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False),
               help="receiver INI (or KEY value) file (repeatable; later files win)")
-@click.option("-o", "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+@click.option("-o", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="set a config key (repeatable)")
 @click.option("-v", "--verbose", count=True, help="log more (-v info, -vv debug)")
 def main(config_files: tuple[str, ...], overrides: tuple[str, ...], verbose: int) -> None:

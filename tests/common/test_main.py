@@ -18,6 +18,7 @@ DAEMONS = {  # console script -> (package, the config class, the service class)
     "svc-ingest": ("ingest", "IngestConfig", "IngestService"),
     "svc-stat": ("stat", "StatDaemonConfig", "StatService"),
     "svc-mswrite": ("mswrite", "MsWriteConfig", "MsWriteService"),
+    "svc-spead-send": ("spead_send", "SpeadSendConfig", "SpeadSendService"),
 }
 
 
