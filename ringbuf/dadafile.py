@@ -30,6 +30,8 @@ from ringbuf.header import DEFAULT_HDR_SIZE, DadaHeader
 logger = logging.getLogger(__name__)
 
 PER_FILE_KEYS = ("OBS_OFFSET", "FILE_SIZE", "FILE_NUMBER")
+# every PSRDADA header starts with these; baseband refuses a file without them
+DADA_IDENTITY = (("HEADER", "DADA"), ("HDR_VERSION", "1.0"), ("DADA_VERSION", "1.0"))
 DADA_SUFFIX = ".dada"
 PARTIAL_SUFFIX = ".partial"
 
@@ -145,8 +147,12 @@ def read_dada_file(path: str | os.PathLike[str]) -> DadaFileInfo:
 def file_header(
     header: DadaHeader, obs_offset: int, file_size: int, file_number: int
 ) -> DadaHeader:
-    """A copy of a transfer header with the per-file keys set (HDR_SIZE added if absent)."""
+    """A copy of a transfer header with the per-file keys set (HDR_SIZE and the DADA identity
+    keys added if absent, as other DADA readers require them)."""
     out = header.copy()
+    for key, value in DADA_IDENTITY:
+        if key not in out:
+            out.set(key, value)
     if "HDR_SIZE" not in out:
         out.set("HDR_SIZE", out.hdr_size)
     out.set("OBS_OFFSET", obs_offset)

@@ -155,7 +155,8 @@ class DadaHeader(Mapping[str, str]):
 
     # ----------------------------------------------------------------------------- changes
     def set(self, key: str, value: object) -> None:
-        """Set ``key`` (replacing the first occurrence in place, or appending)."""
+        """Set ``key`` (replacing the first occurrence in place, else after the last entry,
+        before any trailing comment such as PSRDADA's ``# end of header``)."""
         if not key or _BAD_KEY.search(key):
             raise HeaderError(f"{self.source}: invalid key {key!r} (no spaces, '#' or NUL)")
         text = _render(value)
@@ -164,9 +165,20 @@ class DadaHeader(Mapping[str, str]):
         line = _Line(_format_entry(key, text), key, text)
         if key in self._index:
             self._lines[self._index[key]] = line
-        else:
+            return
+        # after the last entry, so trailing comments ("# end of header") stay last
+        at = len(self._lines)
+        while at and self._lines[at - 1].key is None:
+            at -= 1
+        if at == 0:
+            at = len(self._lines)
+        if at == len(self._lines):
             self._lines.append(line)
-            self._index[key] = len(self._lines) - 1
+            self._index[key] = at
+            return
+        self._lines.insert(at, line)
+        self._index = {k: (i + 1 if i >= at else i) for k, i in self._index.items()}
+        self._index[key] = at
 
     def update(self, entries: Mapping[str, object]) -> None:
         for key, value in entries.items():
