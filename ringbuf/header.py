@@ -30,9 +30,11 @@ from ringbuf.errors import HeaderError
 DEFAULT_HDR_SIZE = 4096
 KEY_WIDTH = 20  # SKA PST and PSRDADA tools left-justify keys to this width
 
-_ENTRY = re.compile(
-    r"^(?P<key>[^\s#\x00]+)(?P<sep>[ \t]+)(?P<value>.*?)(?P<tail>[ \t]*(?:[ \t]#.*)?)$"
-)
+# Each piece is matched once, left to right, so parsing is linear in the line length (a
+# single regex with a lazy value and an optional trailing comment was quadratic in runs of
+# blanks: 8 s for one 16 KB line).
+_KEY_SEP = re.compile(r"[^\s#\x00]+[ \t]+")
+_COMMENT = re.compile(r"[ \t]#")
 _BAD_KEY = re.compile(r"[\s#\x00]")
 
 
@@ -73,11 +75,12 @@ class DadaHeader(Mapping[str, str]):
             if not stripped or stripped.startswith("#"):
                 header._lines.append(_Line(raw))
                 continue
-            match = _ENTRY.match(raw.rstrip("\r"))
-            if match is None or not match.group("value"):
-                raise HeaderError(f"{source}: line {lineno}: expected 'KEY value', got {raw!r}")
-            key = match.group("key")
-            header._lines.append(_Line(raw, key, match.group("value")))
+            entry = _split_entry(raw.rstrip("\r"))
+            if entry is None:
+                shown = repr(raw) if len(raw) <= 80 else f"{raw[:60]!r}... ({len(raw)} chars)"
+                raise HeaderError(f"{source}: line {lineno}: expected 'KEY value', got {shown}")
+            key, value = entry
+            header._lines.append(_Line(raw, key, value))
             header._index.setdefault(key, len(header._lines) - 1)
         header._trailing_newline = bool(header._lines) and header._lines[-1].text == ""
         if header._trailing_newline:
@@ -238,6 +241,24 @@ class DadaHeader(Mapping[str, str]):
         if size <= 0:
             raise HeaderError(f"{self.source}: HDR_SIZE {size} must be positive")
         return size
+
+
+def _split_entry(line: str) -> tuple[str, str] | None:
+    """(key, value) of an entry line, or None if it is not ``KEY value [# comment]``.
+
+    The value runs up to the first blank followed by ``#`` (a trailing comment), without the
+    blanks before it. Linear in the length of the line.
+    """
+    match = _KEY_SEP.match(line)
+    if match is None:
+        return None
+    key = line[: match.end()].rstrip(" \t")
+    rest = line[match.end() :]
+    comment = _COMMENT.search(rest)
+    value = (rest if comment is None else rest[: comment.start()]).rstrip(" \t")
+    if not value:
+        return None
+    return key, value
 
 
 def _render(value: object) -> str:
