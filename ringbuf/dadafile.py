@@ -30,6 +30,8 @@ from ringbuf.header import DEFAULT_HDR_SIZE, DadaHeader
 logger = logging.getLogger(__name__)
 
 PER_FILE_KEYS = ("OBS_OFFSET", "FILE_SIZE", "FILE_NUMBER")
+MAX_HDR_SIZE = 1 << 24  # no DADA header is anywhere near 16 MiB; refuse before reading one
+MAX_OBS_OFFSET = 2**63 - 1  # rings keep offsets in 64-bit signed words
 # every PSRDADA header starts with these; baseband refuses a file without them
 DADA_IDENTITY = (("HEADER", "DADA"), ("HDR_VERSION", "1.0"), ("DADA_VERSION", "1.0"))
 DADA_SUFFIX = ".dada"
@@ -110,6 +112,12 @@ def read_dada_file(path: str | os.PathLike[str]) -> DadaFileInfo:
             hdr_size = int(match.group(1)) if match else DEFAULT_HDR_SIZE
             if hdr_size <= 0:
                 raise HeaderError(f"{path}: HDR_SIZE {hdr_size} must be positive")
+            if hdr_size > MAX_HDR_SIZE:
+                raise HeaderError(f"{path}: HDR_SIZE {hdr_size} is not plausible (more than "
+                                  f"{MAX_HDR_SIZE} bytes)")
+            if size and hdr_size > size:
+                raise DadaFileError(f"{path}: truncated header: the file has {size} bytes, "
+                                    f"HDR_SIZE is {hdr_size}")
             if hdr_size > len(probe):
                 fh.seek(0)
                 probe = fh.read(hdr_size)
@@ -134,8 +142,8 @@ def read_dada_file(path: str | os.PathLike[str]) -> DadaFileInfo:
     if header.hdr_size != hdr_size:
         raise HeaderError(f"{path}: HDR_SIZE {header['HDR_SIZE']!r} is not a valid size")
     obs_offset = header.get_int("OBS_OFFSET")
-    if obs_offset < 0:
-        raise HeaderError(f"{path}: OBS_OFFSET {obs_offset} must not be negative")
+    if not 0 <= obs_offset <= MAX_OBS_OFFSET:
+        raise HeaderError(f"{path}: OBS_OFFSET {obs_offset} must be 0 .. 2^63-1")
     if "FILE_SIZE" in header and header.get_int("FILE_SIZE") != size - hdr_size:
         logger.debug(
             "%s: header FILE_SIZE %s differs from the %d data bytes in the file (using the latter)",
