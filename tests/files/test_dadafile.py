@@ -88,7 +88,7 @@ def test_hdr_size_other_than_4096(tmp_path, kit):
         (b"HDR_SIZE 4096\nUTC_START x\n".ljust(4096, b"\x00") + b"data", HeaderError,
          "missing required key OBS_OFFSET"),
         (b"HDR_SIZE 4096\nOBS_OFFSET -5\n".ljust(4096, b"\x00"), HeaderError,
-         "OBS_OFFSET -5 must not be negative"),
+         "OBS_OFFSET -5 must be 0 .. 2^63-1"),
         (b"HDR_SIZE 4096\nOBS_OFFSET zero\n".ljust(4096, b"\x00"), HeaderError,
          "OBS_OFFSET 'zero' is not an integer"),
     ],
