@@ -15,6 +15,8 @@ Grammar (PSRDADA ``ascii_header.c`` conventions)::
   and a header read from a file is written back byte for byte.
 * A header occupies ``HDR_SIZE`` bytes (default 4096) and is padded with NULs.
 * A malformed line raises :class:`HeaderError` naming the source and line number.
+* Parsing is linear in the length of the text (no backtracking regex), so a hostile header or
+  config line of any length costs only its length.
 """
 
 from __future__ import annotations
