@@ -236,3 +236,69 @@ def test_record_a_header_that_fills_the_ring_header_block(kit, tmp_path, key_fac
         assert info.path.read_bytes()[8192:] == payload
     finally:
         destroy_ring(key)
+
+
+def test_record_clears_no_block_before_its_bytes_are_synced(rings, kit, tmp_path, monkeypatch):
+    """At every clear, the bytes cleared so far are already fdatasync'ed into files."""
+    from ringbuf import dadafile
+    from ringbuf.reader import RingReader
+    from ringbuf.recorder import record
+
+    bufsz, nblocks = 8192, 40
+    key = rings.single(bufsz=bufsz, nbufs=8)
+    payload = kit.pattern(nblocks * bufsz, 9).tobytes()
+    synced: dict[int, int] = {}  # inode -> data bytes on disk
+    real_sync, real_clear = os.fdatasync, RingReader._clear
+    cleared = [0]
+
+    def fdatasync(fd: int) -> None:
+        real_sync(fd)
+        st = os.fstat(fd)
+        synced[st.st_ino] = st.st_size - 4096
+
+    def clear(self, block) -> None:
+        cleared[0] += block.nbytes
+        assert cleared[0] <= sum(synced.values()), "cleared a block not yet on disk"
+        real_clear(self, block)
+
+    monkeypatch.setattr(dadafile.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(RingReader, "_clear", clear)
+    header = DadaHeader({"UTC_START": UTC, "RESOLUTION": 1, "OBS_OFFSET": 0})
+
+    def write() -> None:
+        with RingWriter(key, timeout=30) as writer, writer.open_transfer(header) as xfer:
+            xfer.write(payload)
+
+    writer = Background(write)
+    summary = record(key, tmp_path, file_size=50000, transfers=1, timeout=30)
+    writer.result()
+    assert summary.bytes == len(payload) and cleared[0] == len(payload)
+    assert_one_contiguous_recording(tmp_path, payload)
+
+
+def test_a_failed_file_creation_consumes_no_block(rings, kit, tmp_path):
+    """Any error while recording (here: a file in the way) gives back nothing unsaved."""
+    from ringbuf.errors import DadaFileError
+    from ringbuf.recorder import record
+
+    key = rings.single(bufsz=4096, nbufs=4)
+    payload = kit.pattern(3 * 4096, 13).tobytes()
+    header = DadaHeader({"UTC_START": UTC, "OBS_OFFSET": 0})
+    blocker = tmp_path / f"{UTC}_{0:016d}_{0:06d}.dada"
+    blocker.write_bytes(b"someone else's file")
+
+    def write() -> None:
+        with RingWriter(key, timeout=30) as writer, writer.open_transfer(header) as xfer:
+            xfer.write(payload)
+
+    writer = Background(write)
+    for problem in ("already exists, refusing to overwrite", "truncated header"):
+        with pytest.raises(DadaFileError, match=problem) as info:  # each attempt fails on
+            record(key, tmp_path, transfers=1, timeout=10)          # the file in the way
+        assert str(blocker) in str(info.value)
+        assert snapshot(key)["readers"][0]["bytes_read"] == 0  # and consumes nothing
+    blocker.unlink()
+    summary = record(key, tmp_path, transfers=1, timeout=10)
+    writer.result()
+    assert summary.bytes == len(payload)
+    assert_one_contiguous_recording(tmp_path, payload)
