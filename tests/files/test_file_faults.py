@@ -101,3 +101,56 @@ def test_play_skips_an_empty_file_inside_a_run(rings, kit, tmp_path):
         summary = play(key, [tmp_path], timeout=5)
         assert summary.transfers == 1 and summary.bytes == 6000
         assert reader.open_transfer().read_all() == data
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    good = (b"HDR_SIZE 4096\nOBS_OFFSET 0\nUTC_START 2024-01-01-00:00:00\n"
+            b"RESOLUTION 16\n").ljust(4096, b"\0") + bytes(range(64))
+    edits = st.lists(st.tuples(st.integers(0, len(good) - 1), st.binary(min_size=1, max_size=24)),
+                     max_size=4)
+    return st.one_of(
+        st.binary(max_size=300),
+        edits.map(lambda changes: _apply(good, changes)),
+        st.integers(0, len(good)).map(lambda n: good[:n]),
+        st.from_regex(rb"\AHDR_SIZE [0-9]{1,30}\nOBS_OFFSET -?[0-9]{1,25}\n\Z").map(
+            lambda head: head.ljust(4096, b"\0") + b"data"),
+    )
+
+
+def _apply(data: bytes, changes) -> bytes:
+    out = bytearray(data)
+    for at, new in changes:
+        out[at : at + len(new)] = new
+    return bytes(out)
+
+
+def test_any_damaged_file_is_a_dada_file_error_or_header_error(tmp_path_factory):
+    """Fuzzed .dada files (random, truncated, overwritten, odd sizes): read_dada_file and the
+    segment producer raise only DadaFileError or HeaderError (bounded in time)."""
+    from hypothesis import given, settings
+
+    from ringbuf.dadafile import read_dada_file
+    from ringbuf.errors import DadaFileError
+    from ringbuf.file_segments import FileSegmentProducer
+
+    folder = tmp_path_factory.mktemp("fuzz")
+
+    @settings(max_examples=150, deadline=500)
+    @given(_mutations())
+    def check(content: bytes) -> None:
+        path = folder / "f.dada"
+        path.write_bytes(content)
+        try:
+            info = read_dada_file(path)
+        except (DadaFileError, HeaderError):
+            return
+        assert 0 <= info.obs_offset < 2**63 and info.data_size == len(content) - info.hdr_size
+        try:
+            for segment in FileSegmentProducer(path, path).segments():
+                assert len(segment.data) % info.resolution() == 0
+        except (DadaFileError, HeaderError):
+            pass
+
+    check()
