@@ -77,7 +77,7 @@ def create_ring(
     """
     key = shm.normalise_key(key)
     if not 0 <= mode <= 0o777:
-        raise ValueError(f"ring {key}: mode {mode:#o} is not a permission mode 0000-0777")
+        raise ValueError(f"ring {key}: mode {mode:o} is not a permission mode 0000-0777")
     if (shm.SHM_DIR / shm.shm_name(key)[1:]).exists():
         raise RingExists(f"ring {key} already exists: {describe_owner(key)}")
     for name in _sem_names(key, layout):

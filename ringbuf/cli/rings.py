@@ -48,9 +48,12 @@ def _signals_as_errors(what: str) -> Iterator[None]:
 
 def _octal(value: str) -> int:
     try:
-        return int(value, 8)
+        mode = int(value, 8)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an octal mode like 0600") from None
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"{value!r} is not a permission mode 0000-0777")
+    return mode
 
 
 @click.command()

@@ -297,3 +297,15 @@ def test_record_does_not_create_its_folder_when_it_cannot_attach(key, tmp_path):
     line = one_line_error(cli("record", "-k", key, "-D", str(out)))
     assert f"ring {key} not found" in line
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("mode", ["-1", "77777777", "7777", "0x1"])
+def test_create_refuses_a_mode_that_is_not_a_permission_mode(key, cleanup_keys, mode):
+    cleanup_keys.append(key)
+    done = cli("create", "-k", key, "-b", "4096", "-n", "4", "--mode", mode)
+    assert done.returncode == 2 and "Traceback" not in done.stderr  # a usage error
+    assert f"Error: Invalid value: '{mode}' is not " in done.stderr
+    assert not any(p.exists() for p in objects(key, 1))
+    with pytest.raises(ValueError, match="is not a permission mode 0000-0777"):
+        create_ring(key, RingLayout(nbufs=4, bufsz=4096), mode=0o7777)
+    assert not any(p.exists() for p in objects(key, 1))
