@@ -11,7 +11,7 @@ from typing import Any
 
 from ringbuf import control as c
 from ringbuf import shm
-from ringbuf.errors import HeaderError, RingBufError
+from ringbuf.errors import HeaderError, RingBufError, RingPermissionError
 from ringbuf.header import DadaHeader
 from ringbuf.ring import Ring, missing_semaphores
 
@@ -131,6 +131,9 @@ def list_rings() -> list[dict[str, Any]]:
     for key in shm.existing_keys():
         try:
             snap = snapshot(key)
+        except RingPermissionError as exc:  # not damaged: someone else's ring
+            rings.append({"key": key, "error": str(exc), "no_access": True})
+            continue
         except (RingBufError, ValueError, OSError, IndexError, OverflowError) as exc:
             rings.append({"key": key, "error": str(exc)})  # a damaged ring: the rest still listed
             continue

@@ -170,7 +170,8 @@ def list_command(as_json: bool) -> None:
                    "CREATED              STATE")
         for r in rings:
             if "error" in r:
-                click.echo(f"{r['key']:<10}  DAMAGED: {r['error']}")
+                label = "NO ACCESS" if r.get("no_access") else "DAMAGED"
+                click.echo(f"{r['key']:<10}  {label}: {r['error']}")
                 continue
             state = f"DAMAGED: {r['problems'][0]}" if r["problems"] else r["state"]
             click.echo(f"{r['key']:<10}{r['nbufs']:>7}{r['bufsz']:>12}{r['nreaders']:>9}"

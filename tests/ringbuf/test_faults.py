@@ -110,6 +110,11 @@ def test_mode_0660_is_exact_for_every_object_whatever_the_umask(team, key, clean
     assert "permission denied" in line and str(SHM_DIR) in line
     after = snapshot(key)
     assert [r["attaches"] for r in after["readers"]] == [r["attaches"] for r in before["readers"]]
+    # and their `ringbuf list` names this ring as not theirs to see, not as damaged
+    listed = cli("list", user=outsider, group="nogroup")
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(key))
+    assert "NO ACCESS: " in row and "permission denied" in row
 
 
 @pytest.mark.timeout(120)
