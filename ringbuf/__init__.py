@@ -15,6 +15,7 @@ from ringbuf.errors import (
     RingBusy,
     RingExists,
     RingLayoutMismatch,
+    RingNoSpace,
     RingNotFound,
     RingPermissionError,
     Timeout,
@@ -36,12 +37,13 @@ from ringbuf.pair import (
     WriteSegment,
     create_ring_pair,
     destroy_ring_pair,
+    ensure_ring_pair,
 )
 from ringbuf.pairconfig import pair_keys
 from ringbuf.player import play
 from ringbuf.reader import ReadBlock, ReadTransfer, RingReader
 from ringbuf.recorder import Summary, record
-from ringbuf.ring import create_ring, destroy_ring
+from ringbuf.ring import create_ring, destroy_ring, ensure_ring
 from ringbuf.segment import Segment, SegmentProducer
 from ringbuf.shm import normalise_key
 from ringbuf.status import current_header, list_rings, snapshot
@@ -71,6 +73,7 @@ __all__ = [
     "RingExists",
     "RingLayout",
     "RingLayoutMismatch",
+    "RingNoSpace",
     "RingNotFound",
     "RingPairReader",
     "RingPairViewer",
@@ -94,6 +97,8 @@ __all__ = [
     "dada_file_name",
     "destroy_ring",
     "destroy_ring_pair",
+    "ensure_ring",
+    "ensure_ring_pair",
     "list_dada_files",
     "list_rings",
     "normalise_key",

@@ -15,6 +15,7 @@ its FILE_SIZE key.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -29,6 +30,10 @@ from ringbuf.header import DEFAULT_HDR_SIZE, DadaHeader
 logger = logging.getLogger(__name__)
 
 PER_FILE_KEYS = ("OBS_OFFSET", "FILE_SIZE", "FILE_NUMBER")
+MAX_HDR_SIZE = 1 << 24  # no DADA header is anywhere near 16 MiB; refuse before reading one
+MAX_OBS_OFFSET = 2**63 - 1  # rings keep offsets in 64-bit signed words
+# every PSRDADA header starts with these; baseband refuses a file without them
+DADA_IDENTITY = (("HEADER", "DADA"), ("HDR_VERSION", "1.0"), ("DADA_VERSION", "1.0"))
 DADA_SUFFIX = ".dada"
 PARTIAL_SUFFIX = ".partial"
 
@@ -107,6 +112,12 @@ def read_dada_file(path: str | os.PathLike[str]) -> DadaFileInfo:
             hdr_size = int(match.group(1)) if match else DEFAULT_HDR_SIZE
             if hdr_size <= 0:
                 raise HeaderError(f"{path}: HDR_SIZE {hdr_size} must be positive")
+            if hdr_size > MAX_HDR_SIZE:
+                raise HeaderError(f"{path}: HDR_SIZE {hdr_size} is not plausible (more than "
+                                  f"{MAX_HDR_SIZE} bytes)")
+            if size and hdr_size > size:
+                raise DadaFileError(f"{path}: truncated header: the file has {size} bytes, "
+                                    f"HDR_SIZE is {hdr_size}")
             if hdr_size > len(probe):
                 fh.seek(0)
                 probe = fh.read(hdr_size)
@@ -131,8 +142,8 @@ def read_dada_file(path: str | os.PathLike[str]) -> DadaFileInfo:
     if header.hdr_size != hdr_size:
         raise HeaderError(f"{path}: HDR_SIZE {header['HDR_SIZE']!r} is not a valid size")
     obs_offset = header.get_int("OBS_OFFSET")
-    if obs_offset < 0:
-        raise HeaderError(f"{path}: OBS_OFFSET {obs_offset} must not be negative")
+    if not 0 <= obs_offset <= MAX_OBS_OFFSET:
+        raise HeaderError(f"{path}: OBS_OFFSET {obs_offset} must be 0 .. 2^63-1")
     if "FILE_SIZE" in header and header.get_int("FILE_SIZE") != size - hdr_size:
         logger.debug(
             "%s: header FILE_SIZE %s differs from the %d data bytes in the file (using the latter)",
@@ -144,8 +155,12 @@ def read_dada_file(path: str | os.PathLike[str]) -> DadaFileInfo:
 def file_header(
     header: DadaHeader, obs_offset: int, file_size: int, file_number: int
 ) -> DadaHeader:
-    """A copy of a transfer header with the per-file keys set (HDR_SIZE added if absent)."""
+    """A copy of a transfer header with the per-file keys set (HDR_SIZE and the DADA identity
+    keys added if absent, as other DADA readers require them)."""
     out = header.copy()
+    for key, value in DADA_IDENTITY:
+        if key not in out:
+            out.set(key, value)
     if "HDR_SIZE" not in out:
         out.set("HDR_SIZE", out.hdr_size)
     out.set("OBS_OFFSET", obs_offset)
@@ -154,10 +169,47 @@ def file_header(
     return out
 
 
+_HDR_SLACK = 64  # room for FILE_SIZE/FILE_NUMBER to grow when the header is rewritten
+
+
+def fitted_header(header: DadaHeader) -> DadaHeader:
+    """``header`` with HDR_SIZE raised to a multiple of 4096 if its text does not fit.
+
+    A transfer header that fills its ring's header block leaves no room for the per-file keys;
+    a file can have any HDR_SIZE, so it gets a bigger one rather than being unrecordable.
+    """
+    size = header.hdr_size
+    while len(header.text.encode("ascii")) + _HDR_SLACK >= size:
+        size = (len(header.text) + _HDR_SLACK) // DEFAULT_HDR_SIZE * DEFAULT_HDR_SIZE
+        size += DEFAULT_HDR_SIZE
+        header = header.copy()
+        header.set("HDR_SIZE", size)
+    return header
+
+
 def _write_all(fd: int, data: memoryview) -> None:
     while len(data):
         written = os.write(fd, data)
         data = data[written:]
+
+
+def sync_directory(path: Path) -> None:
+    """fsync a directory, so a file created or linked in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def partial_path(path: Path) -> Path:
+    """The hidden name a .dada file has while it is being written."""
+    return path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+
+
+def final_path(partial: Path) -> Path:
+    """The .dada name of a ``.<name>.partial`` file."""
+    return partial.with_name(partial.name[1 : -len(PARTIAL_SUFFIX)])
 
 
 class DadaFileWriter:
@@ -165,7 +217,10 @@ class DadaFileWriter:
 
     The header is written first with FILE_SIZE set to the planned size and rewritten on close
     with the number of data bytes really written. Until close, the file is ``.<name>.partial``,
-    so nothing that looks like a finished ``.dada`` file is ever incomplete.
+    so nothing that looks like a finished ``.dada`` file is ever incomplete. The partial file
+    is locked (flock) while it is written; one left unlocked by a dead writer is finished by
+    :func:`recover_partials`. :meth:`sync` makes the bytes so far durable; after an error,
+    :meth:`salvage` publishes exactly those.
     """
 
     def __init__(
@@ -178,13 +233,14 @@ class DadaFileWriter:
         sync: bool = True,
     ) -> None:
         self.path = Path(path)
-        self.temp_path = self.path.with_name(f".{self.path.name}{PARTIAL_SUFFIX}")
+        self.temp_path = partial_path(self.path)
         self.obs_offset = obs_offset
         self.file_number = file_number
         self.nbytes = 0
+        self.synced = 0  # data bytes known to be on disk
         self._sync = sync
-        self._header = header
-        encoded = file_header(header, obs_offset, planned_size, file_number).to_bytes()
+        self._header = fitted_header(file_header(header, obs_offset, planned_size, file_number))
+        encoded = self._header.to_bytes()
         self.hdr_size = len(encoded)
         if self.path.exists():
             raise DadaFileError(f"{self.path}: already exists, refusing to overwrite it")
@@ -195,22 +251,38 @@ class DadaFileWriter:
         except OSError as exc:
             raise DadaFileError(f"{self.temp_path}: cannot create: {exc.strerror}") from None
         try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _write_all(self._fd, memoryview(encoded))
+            if sync:
+                os.fdatasync(self._fd)
+                sync_directory(self.path.parent)
         except OSError as exc:
             self.abort()
             raise DadaFileError(f"{self.temp_path}: cannot write: {exc.strerror}") from None
 
     def write(self, data: Buffer) -> None:
-        """Append data bytes (any contiguous buffer; numpy views are written without a copy)."""
+        """Append data bytes (any contiguous buffer; numpy views are written without a copy).
+
+        On a write error the file stays as it is (see :meth:`salvage`)."""
         view = (data.data if isinstance(data, np.ndarray) else memoryview(data)).cast("B")
         if self._fd is None:
             raise DadaFileError(f"{self.path}: write after close")
         try:
             _write_all(self._fd, view)
         except OSError as exc:
-            self.abort()
             raise DadaFileError(f"{self.temp_path}: cannot write: {exc.strerror}") from None
         self.nbytes += len(view)
+
+    def sync(self) -> None:
+        """Flush the data written so far to disk (``fdatasync``)."""
+        if self._fd is None or self.synced == self.nbytes:
+            return
+        if self._sync:
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                raise DadaFileError(f"{self.temp_path}: cannot sync: {exc.strerror}") from None
+        self.synced = self.nbytes
 
     def close(self) -> Path:
         """Fix FILE_SIZE, flush to disk, and move the file to its final name (never overwriting)."""
@@ -221,18 +293,42 @@ class DadaFileWriter:
             os.pwrite(self._fd, final.to_bytes(self.hdr_size), 0)
             if self._sync:
                 os.fdatasync(self._fd)
-            os.close(self._fd)
-            self._fd = None
             os.link(self.temp_path, self.path)
+            if self._sync:
+                sync_directory(self.path.parent)
         except FileExistsError:
             self.abort()
             raise DadaFileError(f"{self.path}: already exists, refusing to overwrite it") from None
         except OSError as exc:
-            self.abort()
             raise DadaFileError(f"{self.path}: cannot finish: {exc.strerror}") from None
         os.unlink(self.temp_path)
+        os.close(self._fd)
+        self._fd = None
+        self.synced = self.nbytes
         logger.debug("wrote %s (%d data bytes)", self.path, self.nbytes)
         return self.path
+
+    def salvage(self) -> Path | None:
+        """After an error: publish the synced bytes only (the rest is still in the ring).
+
+        Returns the published path, None if nothing was synced (the file is deleted). If even
+        that fails the partial file stays for :func:`recover_partials` (and is logged).
+        """
+        if self._fd is None:
+            return None
+        if self.synced == 0:
+            self.abort()
+            return None
+        self.nbytes = self.synced
+        try:
+            os.ftruncate(self._fd, self.hdr_size + self.synced)
+            return self.close()
+        except (OSError, DadaFileError) as exc:
+            logger.error("%s: cannot finish (%s); a new recorder in %s finishes it",
+                         self.temp_path, exc, self.path.parent)
+            os.close(self._fd)
+            self._fd = None
+            return None
 
     def abort(self) -> None:
         """Close and delete the temporary file (idempotent)."""
@@ -243,6 +339,113 @@ class DadaFileWriter:
             os.unlink(self.temp_path)
         except FileNotFoundError:
             pass
+
+
+def _finish_partial(partial: Path, keep_bytes: int | None = None) -> Path | None:
+    """Publish a dead writer's partial file (its locked fd is already closed by the caller).
+
+    ``keep_bytes`` truncates the data part (pairs keep only whole common heaps).
+    """
+    info = read_partial(partial)
+    if info is None:
+        partial.unlink(missing_ok=True)
+        return None
+    hdr_size, header, nbytes = info
+    if keep_bytes is not None:
+        nbytes = min(nbytes, keep_bytes)
+    final = final_path(partial)
+    if nbytes == 0 or final.exists():  # nothing in it, or published before the unlink
+        partial.unlink()
+        return final if final.exists() else None
+    obs_offset = header.get_int("OBS_OFFSET")
+    number = header.get_int("FILE_NUMBER", 0)
+    fd = os.open(partial, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.ftruncate(fd, hdr_size + nbytes)
+        os.pwrite(fd, file_header(header, obs_offset, nbytes, number).to_bytes(hdr_size), 0)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.link(partial, final)
+    partial.unlink()
+    sync_directory(final.parent)
+    logger.warning("%s: finished a recording left unfinished (%d data bytes)", final, nbytes)
+    return final
+
+
+def read_partial(partial: Path) -> tuple[int, DadaHeader, int] | None:
+    """(HDR_SIZE, header, data bytes) of a partial file; None if its header is incomplete."""
+    try:
+        info = read_dada_file(partial)
+    except (DadaFileError, HeaderError):
+        return None  # killed while writing the header: it cannot hold any cleared data
+    return info.hdr_size, info.header, info.data_size
+
+
+def _lock_partial(partial: Path) -> int | None:
+    """An fd holding the lock of an abandoned partial file, None if its writer still runs."""
+    try:
+        fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _stored_heaps(path: Path) -> tuple[int, int] | None:
+    """(whole heaps, RESOLUTION) of a partial or finished file; None if unreadable/absent."""
+    info = read_partial(path) if path.exists() else None
+    if info is None:
+        return None
+    res = info[1].get_int("RESOLUTION", 0)
+    return (info[2] // res, res) if res > 0 else None
+
+
+def recover_partials(directory: Path, weights_directory: Path | None = None) -> list[Path]:
+    """Finish the partial files a killed recorder left in ``directory``; the published paths.
+
+    With ``weights_directory`` (a pair), a data file and its weights namesake are cut to the
+    heaps both hold, so each pair of files still covers the same heaps. Partial files whose
+    writer is alive (locked) are left alone.
+    """
+    done: list[Path] = []
+    pattern = f".*{DADA_SUFFIX}{PARTIAL_SUFFIX}"
+    for partial in sorted(directory.glob(pattern)):
+        fd = _lock_partial(partial)
+        if fd is None:
+            continue
+        try:
+            keep = None
+            if weights_directory is not None:
+                other = weights_directory / partial.name
+                if not other.exists():
+                    other = final_path(other)
+                mine, theirs = _stored_heaps(partial), _stored_heaps(other)
+                keep = 0 if mine is None or theirs is None else min(mine[0], theirs[0]) * mine[1]
+            path = _finish_partial(partial, keep)
+            if path is not None:
+                done.append(path)
+        finally:
+            os.close(fd)
+    if weights_directory is not None:
+        for wpartial in sorted(weights_directory.glob(pattern)):
+            fd = _lock_partial(wpartial)
+            if fd is None:
+                continue
+            try:
+                mine, theirs = _stored_heaps(wpartial), _stored_heaps(
+                    final_path(directory / wpartial.name))
+                keep = 0 if mine is None or theirs is None else min(mine[0], theirs[0]) * mine[1]
+                path = _finish_partial(wpartial, keep)
+                if path is not None:
+                    done.append(path)
+            finally:
+                os.close(fd)
+    return done
 
 
 DEFAULT_BYTES_PER_SECOND = 64_000_000  # dada_dbdisk's fallback rate
@@ -327,6 +530,20 @@ class RollingDadaWriter:
         self.paths.append(path)
         self.file_number += 1
         return path
+
+    def sync(self) -> None:
+        """Make every byte written so far durable (finished files already are)."""
+        if self._file is not None:
+            self._file.sync()
+
+    def salvage(self) -> None:
+        """After an error: publish the synced part of the current file (see DadaFileWriter)."""
+        file, self._file = self._file, None
+        if file is not None:
+            path = file.salvage()
+            if path is not None:
+                self.paths.append(path)
+                self.file_number += 1
 
     def abort(self) -> None:
         """Delete the unfinished file, if any; finished files stay."""

@@ -31,6 +31,10 @@ class RingPermissionError(RingBufError, PermissionError):
     """The operating system refused access to a ring's shared memory or semaphores."""
 
 
+class RingNoSpace(RingBufError):
+    """There is not enough free space in /dev/shm for the ring asked for."""
+
+
 class RingBusy(RingBufError):
     """The writer slot is taken by a live process, or every reader slot is in use."""
 

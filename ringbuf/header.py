@@ -15,6 +15,8 @@ Grammar (PSRDADA ``ascii_header.c`` conventions)::
   and a header read from a file is written back byte for byte.
 * A header occupies ``HDR_SIZE`` bytes (default 4096) and is padded with NULs.
 * A malformed line raises :class:`HeaderError` naming the source and line number.
+* Parsing is linear in the length of the text (no backtracking regex), so a hostile header or
+  config line of any length costs only its length.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from ringbuf.errors import HeaderError
 DEFAULT_HDR_SIZE = 4096
 KEY_WIDTH = 20  # SKA PST and PSRDADA tools left-justify keys to this width
 
-_ENTRY = re.compile(
-    r"^(?P<key>[^\s#\x00]+)(?P<sep>[ \t]+)(?P<value>.*?)(?P<tail>[ \t]*(?:[ \t]#.*)?)$"
-)
+# Each piece is matched once, left to right, so parsing is linear in the line length (a
+# single regex with a lazy value and an optional trailing comment was quadratic in runs of
+# blanks: 8 s for one 16 KB line).
+_KEY_SEP = re.compile(r"[^\s#\x00]+[ \t]+")
+_COMMENT = re.compile(r"[ \t]#")
 _BAD_KEY = re.compile(r"[\s#\x00]")
 
 
@@ -73,11 +77,12 @@ class DadaHeader(Mapping[str, str]):
             if not stripped or stripped.startswith("#"):
                 header._lines.append(_Line(raw))
                 continue
-            match = _ENTRY.match(raw.rstrip("\r"))
-            if match is None or not match.group("value"):
-                raise HeaderError(f"{source}: line {lineno}: expected 'KEY value', got {raw!r}")
-            key = match.group("key")
-            header._lines.append(_Line(raw, key, match.group("value")))
+            entry = _split_entry(raw.rstrip("\r"))
+            if entry is None:
+                shown = repr(raw) if len(raw) <= 80 else f"{raw[:60]!r}... ({len(raw)} chars)"
+                raise HeaderError(f"{source}: line {lineno}: expected 'KEY value', got {shown}")
+            key, value = entry
+            header._lines.append(_Line(raw, key, value))
             header._index.setdefault(key, len(header._lines) - 1)
         header._trailing_newline = bool(header._lines) and header._lines[-1].text == ""
         if header._trailing_newline:
@@ -155,7 +160,8 @@ class DadaHeader(Mapping[str, str]):
 
     # ----------------------------------------------------------------------------- changes
     def set(self, key: str, value: object) -> None:
-        """Set ``key`` (replacing the first occurrence in place, or appending)."""
+        """Set ``key`` (replacing the first occurrence in place, else after the last entry,
+        before any trailing comment such as PSRDADA's ``# end of header``)."""
         if not key or _BAD_KEY.search(key):
             raise HeaderError(f"{self.source}: invalid key {key!r} (no spaces, '#' or NUL)")
         text = _render(value)
@@ -164,9 +170,20 @@ class DadaHeader(Mapping[str, str]):
         line = _Line(_format_entry(key, text), key, text)
         if key in self._index:
             self._lines[self._index[key]] = line
-        else:
+            return
+        # after the last entry, so trailing comments ("# end of header") stay last
+        at = len(self._lines)
+        while at and self._lines[at - 1].key is None:
+            at -= 1
+        if at == 0:
+            at = len(self._lines)
+        if at == len(self._lines):
             self._lines.append(line)
-            self._index[key] = len(self._lines) - 1
+            self._index[key] = at
+            return
+        self._lines.insert(at, line)
+        self._index = {k: (i + 1 if i >= at else i) for k, i in self._index.items()}
+        self._index[key] = at
 
     def update(self, entries: Mapping[str, object]) -> None:
         for key, value in entries.items():
@@ -226,6 +243,24 @@ class DadaHeader(Mapping[str, str]):
         if size <= 0:
             raise HeaderError(f"{self.source}: HDR_SIZE {size} must be positive")
         return size
+
+
+def _split_entry(line: str) -> tuple[str, str] | None:
+    """(key, value) of an entry line, or None if it is not ``KEY value [# comment]``.
+
+    The value runs up to the first blank followed by ``#`` (a trailing comment), without the
+    blanks before it. Linear in the length of the line.
+    """
+    match = _KEY_SEP.match(line)
+    if match is None:
+        return None
+    key = line[: match.end()].rstrip(" \t")
+    rest = line[match.end() :]
+    comment = _COMMENT.search(rest)
+    value = (rest if comment is None else rest[: comment.start()]).rstrip(" \t")
+    if not value:
+        return None
+    return key, value
 
 
 def _render(value: object) -> str:

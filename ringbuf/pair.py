@@ -28,7 +28,7 @@ from ringbuf.errors import (
 from ringbuf.header import DadaHeader
 from ringbuf.layout import RingLayout
 from ringbuf.reader import ReadBlock, ReadTransfer, RingReader
-from ringbuf.ring import WAIT_SLICE_S, create_ring, destroy_ring
+from ringbuf.ring import WAIT_SLICE_S, check_existing, create_ring, destroy_ring, ensure_ring
 from ringbuf.segment import Segment
 from ringbuf.viewer import RingViewer, TransferInfo, ViewBlock
 from ringbuf.writer import RingWriter, WriteBlock, WriteTransfer
@@ -50,6 +50,28 @@ def create_ring_pair(
         destroy_ring(data)
         raise
     return data, weights
+
+
+def ensure_ring_pair(
+    data_key: str | int, weights_key: str | int, data_layout: RingLayout,
+    weights_layout: RingLayout, **options: Any,
+) -> tuple[bool, bool]:
+    """Create whichever ring of the pair is missing; an existing ring must have its layout
+    (else :class:`RingLayoutMismatch`, nothing changed). Returns which rings were created."""
+    if data_layout.nbufs != weights_layout.nbufs:
+        raise RingLayoutMismatch(
+            f"ring pair: data nbufs {data_layout.nbufs} != weights nbufs {weights_layout.nbufs}"
+        )
+    for key, layout in ((data_key, data_layout), (weights_key, weights_layout)):
+        check_existing(key, layout)  # refuse a mismatch before making anything
+    made_data = ensure_ring(data_key, data_layout, **options)
+    try:
+        made_weights = ensure_ring(weights_key, weights_layout, **options)
+    except BaseException:
+        if made_data:
+            destroy_ring(data_key)
+        raise
+    return made_data, made_weights
 
 
 def destroy_ring_pair(data_key: str | int, weights_key: str | int) -> bool:

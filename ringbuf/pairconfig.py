@@ -66,6 +66,10 @@ def pair_config(header: DadaHeader) -> PairConfig:
     except ValueError:
         problems.append(f"{header.source}: RING_MODE {header['RING_MODE']!r} is not octal")
         mode = 0o600
+    if not 0 <= mode <= 0o777:
+        problems.append(f"{header.source}: RING_MODE {header['RING_MODE']} is not a permission "
+                        "mode 0000-0777")
+        mode = 0o600
     if data_key and weights_key:
         try:
             pair_keys(data_key, weights_key)

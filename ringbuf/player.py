@@ -58,8 +58,9 @@ class _RunReader:
         """Fill ``view`` as far as the run allows; returns the bytes read (0 at the end)."""
         filled = 0
         while filled < len(view):
-            if self._left == 0 and not self._next_file():
-                break
+            while self._left == 0:  # also skips files with no data (header only)
+                if not self._next_file():
+                    return filled
             want = min(len(view) - filled, self._left, _READ_CHUNK)
             assert self._fh is not None
             n = self._fh.readinto(view[filled : filled + want])

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import posix_ipc
@@ -21,6 +21,7 @@ from ringbuf.errors import (
     Interrupted,
     RingExists,
     RingLayoutMismatch,
+    RingNoSpace,
     RingNotFound,
     RingPermissionError,
     Timeout,
@@ -37,6 +38,27 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
+#: bytes zeroed at a time by ``page``, so a signal (SIGTERM) is handled promptly
+_PAGE_CHUNK = 64 << 20
+
+
+def check_free_space(key: str, layout: RingLayout) -> None:
+    """Refuse a ring bigger than the free space in /dev/shm (before any page is touched)."""
+    try:
+        st = os.statvfs(shm.SHM_DIR)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if layout.total_nbytes > free:
+        raise RingNoSpace(
+            f"ring {key}: needs {layout.total_nbytes} bytes but {shm.SHM_DIR} has only {free} "
+            f"free; destroy rings no longer needed (ringbuf list) or make a smaller ring")
+
+
+def _sem_names(key: str, layout: RingLayout) -> list[str]:
+    return [shm.sem_name(key, kind, slot) for slot in range(layout.nreaders) for kind in "ds"]
+
+
 def create_ring(
     key: str | int,
     layout: RingLayout,
@@ -47,9 +69,23 @@ def create_ring(
     """Create ring ``key``; return its normalised key.
 
     ``page`` pre-faults every page; ``lock`` asks every attached process to mlock the ring.
-    Raises :class:`RingExists` (saying who owns the existing ring) if it is already there.
+    Every object gets exactly ``mode`` whatever the umask. Raises :class:`RingExists`
+    (saying who owns the existing ring, or which semaphore is in the way) if any of its
+    objects is already there, and :class:`RingNoSpace` if /dev/shm is too small. A create
+    that fails (or is stopped by a signal turned into an exception) removes what it made, and
+    only that.
     """
     key = shm.normalise_key(key)
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"ring {key}: mode {mode:o} is not a permission mode 0000-0777")
+    if (shm.SHM_DIR / shm.shm_name(key)[1:]).exists():
+        raise RingExists(f"ring {key} already exists: {describe_owner(key)}")
+    for name in _sem_names(key, layout):
+        if shm.sem_path(name).exists():
+            raise RingExists(
+                f"ring {key}: semaphore {name} already exists ({shm.sem_path(name)}, left by a "
+                f"ring not fully removed); if no process uses it, 'ringbuf destroy -k {key}'")
+    check_free_space(key, layout)
     try:
         mem = posix_ipc.SharedMemory(
             shm.shm_name(key), posix_ipc.O_CREX, mode=mode, size=layout.total_nbytes
@@ -58,6 +94,7 @@ def create_ring(
         raise RingExists(f"ring {key} already exists: {describe_owner(key)}") from None
     except posix_ipc.PermissionsError as exc:
         raise RingPermissionError(f"ring {key}: cannot create: {exc}") from None
+    made = [shm.shm_name(key)]
     try:
         os.fchmod(mem.fd, mode)  # the umask must not weaken or strengthen what was asked
         buf = mmap.mmap(mem.fd, layout.total_nbytes)
@@ -77,24 +114,70 @@ def create_ring(
             words[c.block_base(layout.hdr_nbufs, i) + c.B_ABS] = -1
         for slot in range(layout.nreaders):
             for kind, initial in (("d", 0), ("s", layout.nbufs)):
-                sem = posix_ipc.Semaphore(
-                    shm.sem_name(key, kind, slot), posix_ipc.O_CREX, mode=mode,
-                    initial_value=initial,
-                )
+                name = shm.sem_name(key, kind, slot)
+                try:
+                    sem = posix_ipc.Semaphore(name, posix_ipc.O_CREX, mode=mode,
+                                              initial_value=initial)
+                except posix_ipc.ExistentialError:
+                    raise RingExists(f"ring {key}: semaphore {name} appeared while creating "
+                                     "the ring (another create?)") from None
+                made.append(name)
                 sem.close()
+                os.chmod(shm.sem_path(name), mode)  # exact, whatever the umask
         if page:
-            np.ndarray((layout.total_nbytes - layout.hdr_offset,), np.uint8, buf,
-                       layout.hdr_offset).fill(0)
+            for start in range(layout.hdr_offset, layout.total_nbytes, _PAGE_CHUNK):
+                n = min(_PAGE_CHUNK, layout.total_nbytes - start)
+                np.ndarray((n,), np.uint8, buf, start).fill(0)
         words[c.C_MAGIC] = c.MAGIC  # last: the ring is usable from here on
         del words
         buf.close()
     except BaseException:
-        shm.remove_objects(key)
+        shm.remove_names(made)
         raise
     finally:
         mem.close_fd()
     logger.info("created ring %s: %s", key, layout)
     return key
+
+
+def missing_semaphores(key: str, layout: RingLayout) -> list[str]:
+    """Names of the ring's semaphores that are not in /dev/shm (a damaged ring)."""
+    return [name for name in _sem_names(key, layout) if not shm.sem_path(name).exists()]
+
+
+def check_existing(key: str | int, layout: RingLayout) -> bool:
+    """True if ring ``key`` exists, complete, with ``layout``; False if there is no ring;
+    :class:`RingLayoutMismatch` (or the error of a half-made ring) otherwise."""
+    key = shm.normalise_key(key)
+    try:
+        with Ring(key, data=False) as ring:
+            found = ring.layout
+    except RingNotFound:
+        return False
+    if found != layout:
+        raise RingLayoutMismatch(f"ring {key} exists with another layout: {found}, "
+                                 f"expected {layout}; destroy it first to change it")
+    missing = missing_semaphores(key, layout)
+    if missing:
+        raise RingLayoutMismatch(f"ring {key} exists but semaphore {missing[0]} is missing; "
+                                 f"destroy and recreate it ('ringbuf destroy -k {key}')")
+    return True
+
+
+def ensure_ring(key: str | int, layout: RingLayout, **options: Any) -> bool:
+    """Create ring ``key`` unless it exists, complete, with this layout; True if created.
+
+    An existing ring with another layout, half-made or with a semaphore missing raises
+    :class:`RingLayoutMismatch` naming what differs; it is never changed.
+    """
+    key = shm.normalise_key(key)
+    try:
+        create_ring(key, layout, **options)
+        return True
+    except RingExists as exists:
+        if not check_existing(key, layout):
+            raise exists from None
+    return False
 
 
 def destroy_ring(key: str | int) -> bool:
@@ -115,6 +198,13 @@ def describe_owner(key: str) -> str:
             return f"created by pid {pid} (user {owner}) at {since}, creator {state}"
     except Exception as exc:  # a half-made or foreign object: still say something useful
         return f"unreadable ({exc})"
+
+
+def _file_mode(path: os.PathLike[str] | str) -> str:
+    try:
+        return f"{os.stat(path).st_mode & 0o7777:04o}"
+    except OSError:
+        return "?"
 
 
 def _owner_name(key: str) -> str:
@@ -188,18 +278,29 @@ class Ring:
         with mmap.mmap(self.fd, head_nbytes, prot=mmap.PROT_READ) as head:
             words = np.frombuffer(head, np.int64).copy()
         if words[c.C_MAGIC] != c.MAGIC:
+            pid = int(words[c.C_CREATOR_PID])
+            if pid and shm.pid_alive(pid, int(words[c.C_CREATOR_START])):
+                raise RingLayoutMismatch(
+                    f"ring {self.key}: still being created by pid {pid}; try again shortly")
             raise RingLayoutMismatch(
-                f"ring {self.key}: not a ringpipe ring (or still being created)")
+                f"ring {self.key}: half-made (its create was killed before finishing) or not a "
+                f"ringpipe ring; remove it with 'ringbuf destroy -k {self.key}' and create it "
+                "again")
         if words[c.C_VERSION] != c.VERSION:
             raise RingLayoutMismatch(
                 f"ring {self.key}: protocol version {words[c.C_VERSION]}, this ringbuf speaks "
                 f"{c.VERSION}; destroy and recreate it"
             )
-        layout = RingLayout(
-            nbufs=int(words[c.C_NBUFS]), bufsz=int(words[c.C_BUFSZ]),
-            nreaders=int(words[c.C_NREADERS]), hdr_nbufs=int(words[c.C_HDR_NBUFS]),
-            hdr_size=int(words[c.C_HDR_SIZE]),
-        )
+        try:
+            layout = RingLayout(
+                nbufs=int(words[c.C_NBUFS]), bufsz=int(words[c.C_BUFSZ]),
+                nreaders=int(words[c.C_NREADERS]), hdr_nbufs=int(words[c.C_HDR_NBUFS]),
+                hdr_size=int(words[c.C_HDR_SIZE]),
+            )
+        except ValueError as exc:
+            raise RingLayoutMismatch(
+                f"ring {self.key}: damaged control block ({exc}); destroy and recreate it"
+            ) from None
         if layout.total_nbytes != words[c.C_TOTAL] or size < layout.total_nbytes:
             raise RingLayoutMismatch(f"ring {self.key}: size {size} does not match its layout")
         if expect is not None and expect != layout:
@@ -226,11 +327,20 @@ class Ring:
         """Reader slot ``slot``'s semaphore: 'd' (data events) or 's' (space)."""
         sem = self._sems.get((kind, slot))
         if sem is None:
+            name = shm.sem_name(self.key, kind, slot)
             try:
-                sem = posix_ipc.Semaphore(shm.sem_name(self.key, kind, slot))
+                sem = posix_ipc.Semaphore(name)
             except posix_ipc.ExistentialError:
                 raise RingLayoutMismatch(
-                    f"ring {self.key}: semaphore {shm.sem_name(self.key, kind, slot)} is missing"
+                    f"ring {self.key}: semaphore {name} is missing; destroy and recreate the "
+                    f"ring ('ringbuf destroy -k {self.key}')"
+                ) from None
+            except posix_ipc.PermissionsError:
+                path = shm.sem_path(name)
+                raise RingPermissionError(
+                    f"ring {self.key}: permission denied on {path} (mode "
+                    f"{_file_mode(path)}, owner {_owner_name(self.key)}); run as that user or "
+                    "recreate the ring with --mode 0660 for its group"
                 ) from None
             self._sems[(kind, slot)] = sem
         return sem
@@ -357,6 +467,9 @@ class RingClient:
     of blocking calls and a stop event. Subclasses take their role in :meth:`_attach` and give
     it back in :meth:`_detach`; closing always releases the attachment."""
 
+    #: writers and readers post and wait on the semaphores; viewers do not
+    uses_semaphores = True
+
     def __init__(
         self,
         key: str | int,
@@ -369,10 +482,18 @@ class RingClient:
         self.timeout = timeout
         self.stop = stop
         try:
+            if self.uses_semaphores:
+                self._open_semaphores()
             self._attach()
         except BaseException:
             self.ring.close()
             raise
+
+    def _open_semaphores(self) -> None:
+        """Open every semaphore first, so a permission problem changes nothing in the ring."""
+        for slot in range(self.layout.nreaders):
+            for kind in "ds":
+                self.ring.sem(kind, slot)
 
     def _attach(self) -> None:
         """Take this client's role in the ring (a viewer has none)."""

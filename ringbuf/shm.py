@@ -55,6 +55,23 @@ def sem_name(key: str, kind: str, slot: int) -> str:
     return f"/{PREFIX}{key}.{kind}{slot}"
 
 
+def sem_path(name: str) -> Path:
+    """Where Linux keeps the POSIX semaphore ``name`` (``/dev/shm/sem.<name>``)."""
+    return SHM_DIR / f"sem.{name.lstrip('/')}"
+
+
+def remove_names(names: list[str]) -> None:
+    """Unlink the given shm object / semaphore names (those one create made), quietly."""
+    for name in names:
+        try:
+            if "." in name:
+                posix_ipc.unlink_semaphore(name)
+            else:
+                posix_ipc.unlink_shared_memory(name)
+        except (posix_ipc.ExistentialError, posix_ipc.PermissionsError):
+            pass
+
+
 def existing_keys() -> list[str]:
     """Keys of every ring on this machine (from /dev/shm)."""
     keys = {p.name[len(PREFIX):] for p in SHM_DIR.glob(f"{PREFIX}*") if "." not in p.name}

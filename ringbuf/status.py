@@ -11,9 +11,9 @@ from typing import Any
 
 from ringbuf import control as c
 from ringbuf import shm
-from ringbuf.errors import HeaderError, RingBufError
+from ringbuf.errors import HeaderError, RingBufError, RingPermissionError
 from ringbuf.header import DadaHeader
-from ringbuf.ring import Ring
+from ringbuf.ring import Ring, missing_semaphores
 
 
 def _iso(ns: int) -> str | None:
@@ -69,9 +69,28 @@ def snapshot(key: str | int) -> dict[str, Any]:
             "fill_blocks": lag,
             "fill_fraction": lag / lay.nbufs,
             "transfer": _current_transfer(ring),
-            "orphan": (not creator_alive and not writer_alive
-                       and not any(r["alive"] for r in readers)),
-        }
+            "problems": problems(ring),
+        } | _state(writer_alive, readers)
+
+
+def problems(ring: Ring) -> list[str]:
+    """What is broken in a ring (each a sentence saying what to do); empty if healthy."""
+    return [f"semaphore {name} is missing: no writer or reader can attach; destroy and "
+            f"recreate the ring ('ringbuf destroy -k {ring.key}')"
+            for name in missing_semaphores(ring.key, ring.layout)]
+
+
+def _state(writer_alive: bool, readers: list[dict[str, Any]]) -> dict[str, Any]:
+    """``idle`` and a ``state`` sentence: who is attached, or what an idle ring holds."""
+    alive = sum(r["alive"] for r in readers)
+    if writer_alive or alive:
+        return {"idle": False,
+                "state": f"writer {'up' if writer_alive else 'down'}, {alive} reader(s)"}
+    waiting = [r for r in readers if r["lag_blocks"] > 0]
+    if waiting:
+        slots = ", ".join(f"slot {r['slot']}: {r['lag_blocks']}" for r in waiting)
+        return {"idle": True, "state": f"idle, unread blocks kept for the next reader ({slots})"}
+    return {"idle": True, "state": "idle, nothing attached, nothing unread"}
 
 
 def current_header(key: str | int) -> DadaHeader:
@@ -107,17 +126,20 @@ def _current_transfer(ring: Ring) -> dict[str, Any] | None:
 
 
 def list_rings() -> list[dict[str, Any]]:
-    """A short summary of every ring on the machine, orphans marked."""
+    """A short summary of every ring on the machine; a damaged one has only ``error``."""
     rings = []
     for key in shm.existing_keys():
         try:
             snap = snapshot(key)
-        except RingBufError as exc:
-            rings.append({"key": key, "error": str(exc), "orphan": True})
+        except RingPermissionError as exc:  # not damaged: someone else's ring
+            rings.append({"key": key, "error": str(exc), "no_access": True})
+            continue
+        except (RingBufError, ValueError, OSError, IndexError, OverflowError) as exc:
+            rings.append({"key": key, "error": str(exc)})  # a damaged ring: the rest still listed
             continue
         rings.append({k: snap[k] for k in ("key", "nbufs", "bufsz", "nreaders", "created",
-                                           "creator_pid", "creator_alive", "fill_fraction",
-                                           "orphan")}
+                                           "creator_pid", "fill_fraction", "idle", "state",
+                                           "problems")}
                      | {"writer_alive": snap["writer"]["alive"],
                         "readers_alive": sum(r["alive"] for r in snap["readers"])})
     return rings

@@ -32,6 +32,8 @@ class TransferInfo:
 class RingViewer(RingClient):
     """A non-blocking observer of a ring (context manager)."""
 
+    uses_semaphores = False
+
     def _attach(self) -> None:
         self.last_index = -1
         self.missed_blocks = 0

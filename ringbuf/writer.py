@@ -83,6 +83,8 @@ class RingWriter(RingClient):
         if obs_offset is not None or "OBS_OFFSET" not in hdr:
             hdr.set("OBS_OFFSET", obs_offset or 0)
         obs_offset = hdr.get_int("OBS_OFFSET")
+        if not 0 <= obs_offset < 2**63:
+            raise HeaderError(f"ring {self.key}: OBS_OFFSET {obs_offset} must be 0 .. 2^63-1")
         text = hdr.to_bytes(self.layout.hdr_size).split(b"\x00", 1)[0]
         ring, q = self.ring, self.ring.q
         xfer_id = q[c.C_XFER_NEXT]

@@ -88,7 +88,7 @@ def test_hdr_size_other_than_4096(tmp_path, kit):
         (b"HDR_SIZE 4096\nUTC_START x\n".ljust(4096, b"\x00") + b"data", HeaderError,
          "missing required key OBS_OFFSET"),
         (b"HDR_SIZE 4096\nOBS_OFFSET -5\n".ljust(4096, b"\x00"), HeaderError,
-         "OBS_OFFSET -5 must not be negative"),
+         "OBS_OFFSET -5 must be 0 .. 2^63-1"),
         (b"HDR_SIZE 4096\nOBS_OFFSET zero\n".ljust(4096, b"\x00"), HeaderError,
          "OBS_OFFSET 'zero' is not an integer"),
     ],
@@ -138,11 +138,16 @@ def test_writer_refuses_to_overwrite_and_abort_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dada"]
 
 
-def test_writer_header_too_big_for_hdr_size(tmp_path):
+def test_writer_grows_hdr_size_when_the_per_file_keys_do_not_fit(tmp_path):
+    """A transfer header that fills its HDR_SIZE still makes a valid file (issue 13, item 3)."""
     header = DadaHeader.parse("HDR_SIZE 64\nUTC_START 2020-01-01-00:00:00\nOBS_OFFSET 0\n")
-    with pytest.raises(HeaderError, match="does not fit in HDR_SIZE 64"):
-        DadaFileWriter(tmp_path / "z.dada", header, 0, 0, 10)
-    assert list(tmp_path.iterdir()) == []
+    writer = DadaFileWriter(tmp_path / "z.dada", header, 0, 0, 10)
+    writer.write(b"0123456789")
+    writer.close()
+    info = read_dada_file(tmp_path / "z.dada")
+    assert info.hdr_size == 4096 and info.header.get_int("HDR_SIZE") == 4096
+    assert info.data_size == 10 and info.header.get_int("FILE_SIZE") == 10
+    assert (tmp_path / "z.dada").read_bytes()[4096:] == b"0123456789"
 
 
 def test_file_size_rules():

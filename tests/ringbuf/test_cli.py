@@ -24,11 +24,13 @@ def run(*args):
 
 def test_create_status_list_destroy(key):
     try:
-        # created by a process that then exits: an orphan until someone attaches
+        # created by a process that then exits: idle, which is normal (not an "orphan")
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "ringbuf"),
                         "create", "-k", key,
                         "-b", "8192", "-n", "4", "-r", "2", "--page"], check=True, timeout=30)
-        assert _listed(key)["orphan"] is True and _listed(key)["creator_alive"] is False
+        listed = _listed(key)
+        assert listed["idle"] is True and listed["problems"] == []
+        assert listed["state"] == "idle, nothing attached, nothing unread"
         with RingWriter(key, timeout=5) as writer, \
                 writer.open_transfer({"SOURCE": "J0437-4715"}) as x:
             x.write(b"z" * 8192 * 2)
@@ -42,7 +44,13 @@ def test_create_status_list_destroy(key):
             assert "SOURCE              J0437-4715" in status["transfer"]["header"]
             text = run("status", "-k", key).output
             assert f"ring {key}: 4 x 8192 bytes" in text and "fill: 2/4 blocks (50%)" in text
-            assert _listed(key)["orphan"] is False and _listed(key)["writer_alive"] is True
+            listed = _listed(key)
+            assert listed["idle"] is False and listed["writer_alive"] is True
+            assert listed["state"] == "writer up, 0 reader(s)"
+        listed = _listed(key)  # the writer is gone; two blocks wait for each reader slot
+        assert listed["state"] == ("idle, unread blocks kept for the next reader "
+                                   "(slot 0: 2, slot 1: 2)")
+        assert "ORPHAN" not in run("list").output
     finally:
         assert run("destroy", "-k", key).exit_code == 0
         assert run("destroy", "-k", key).exit_code == 0  # idempotent
