@@ -40,7 +40,11 @@ from services.ingest.counters import Stat
 
 
 class VisItem(enum.IntEnum):
-    """Position of each immediate item in the visibility callback's ``items`` array."""
+    """Position of each immediate item in the visibility callback's ``items`` array.
+
+    The callbacks index with ``.value``: numba releases before 0.63 index arrays with plain
+    integers only.
+    """
 
     HEAP_LENGTH = 0
     STREAM_CTRL = 1
@@ -293,14 +297,14 @@ def _scan_packet(pkt, p, is_meta):
 @numba.njit(cache=True)
 def _prologue(d, p, stats, is_meta):
     """Common checks; returns True if the heap should be considered further."""
-    _count(p, stats, Stat.HEAPS_RECEIVED)
+    _count(p, stats, Stat.HEAPS_RECEIVED.value)
     pkt = numba.carray(intp_to_voidptr(d.packet), d.packet_size, dtype=np.uint8)
     code = _scan_packet(pkt, p, is_meta)
     if code == 1:
-        _count(p, stats, Stat.REJECTED_BAD_FLAVOUR)
+        _count(p, stats, Stat.REJECTED_BAD_FLAVOUR.value)
         return False
     if code == 2:
-        _count(p, stats, Stat.REJECTED_UNKNOWN_ITEM)
+        _count(p, stats, Stat.REJECTED_UNKNOWN_ITEM.value)
         return False
     return True
 
@@ -311,14 +315,14 @@ def _place_step(d, p, stats, step, block):
     True if placed."""
     max_step = p.max_step
     if max_step >= 0 and (step > max_step + p.max_jump or step < max_step - p.max_jump):
-        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP)
+        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP.value)
         return False
     if step > max_step:
         p.max_step = step
     dup = numba.carray(intp_to_voidptr(p.dup_addr), p.dup_len, dtype=np.int64)
     slot = (step % DUP_WINDOW) * (p.block_hi - p.block_lo) + (block - p.block_lo)
     if dup[slot] == step:
-        _count(p, stats, Stat.HEAPS_DUPLICATE)
+        _count(p, stats, Stat.HEAPS_DUPLICATE.value)
         return False
     dup[slot] = step
     spc = p.steps_per_chunk
@@ -331,11 +335,11 @@ def _place_step(d, p, stats, step, block):
 
 @numba.njit(cache=True)
 def _count_control(p, stats, ctrl):
-    _count(p, stats, Stat.METADATA_HEAPS)
+    _count(p, stats, Stat.METADATA_HEAPS.value)
     if ctrl == spead2.CTRL_STREAM_START:
-        _count(p, stats, Stat.START_HEAPS)
+        _count(p, stats, Stat.START_HEAPS.value)
     elif ctrl == spead2.CTRL_STREAM_STOP:
-        _count(p, stats, Stat.END_HEAPS)
+        _count(p, stats, Stat.END_HEAPS.value)
 
 
 @numba.njit(cache=True)
@@ -345,7 +349,7 @@ def _block_of(p, stats, channel):
     cph = p.chans_per_heap
     block = rel // cph
     if rel < 0 or rel % cph != 0 or block < p.block_lo or block >= p.block_hi:
-        _count(p, stats, Stat.REJECTED_WRONG_CHANNEL)
+        _count(p, stats, Stat.REJECTED_WRONG_CHANNEL.value)
         return -1
     return block
 
@@ -360,42 +364,43 @@ def place_vis(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in sp
     items = numba.carray(intp_to_voidptr(d.items), N_VIS_ITEMS, dtype=np.int64)
     stats = numba.carray(intp_to_voidptr(d.batch_stats), p.nstats, dtype=np.uint64)
     bswap = p.bswap
-    is_meta = (items[VisItem.TIMESTAMP_COUNT] < 0 or items[VisItem.TIMESTAMP_FRACTION] < 0
-               or items[VisItem.STREAM_CTRL] >= 0)
+    is_meta = (items[VisItem.TIMESTAMP_COUNT.value] < 0
+               or items[VisItem.TIMESTAMP_FRACTION.value] < 0
+               or items[VisItem.STREAM_CTRL.value] >= 0)
     if not _prologue(d, p, stats, is_meta):
         return
     if is_meta:
-        _count_control(p, stats, items[VisItem.STREAM_CTRL])
+        _count_control(p, stats, items[VisItem.STREAM_CTRL.value])
         return
     # channel and baseline counts are checked when sent (a sender may send them only once)
-    chan_count = items[VisItem.CHANNEL_COUNT]
+    chan_count = items[VisItem.CHANNEL_COUNT.value]
     if chan_count >= 0 and _u32(chan_count, bswap) != p.chans_per_heap:
-        _count(p, stats, Stat.REJECTED_BAD_CHANNEL_COUNT)
+        _count(p, stats, Stat.REJECTED_BAD_CHANNEL_COUNT.value)
         return
-    nbl = items[VisItem.BASELINE_COUNT]
+    nbl = items[VisItem.BASELINE_COUNT.value]
     if nbl >= 0 and _u32(nbl, bswap) != p.nbaseline:
-        _count(p, stats, Stat.REJECTED_BAD_BASELINE_COUNT)
+        _count(p, stats, Stat.REJECTED_BAD_BASELINE_COUNT.value)
         return
     # without a channel id (a sender may send it only once), a stream of one channel block
     # can only be carrying that block
     single = p.block_hi - p.block_lo == 1
-    if p.cur_data_off < 0 or (items[VisItem.CHANNEL_ID] < 0 and not single):
-        _count(p, stats, Stat.REJECTED_MISSING_ITEM)
+    if p.cur_data_off < 0 or (items[VisItem.CHANNEL_ID.value] < 0 and not single):
+        _count(p, stats, Stat.REJECTED_MISSING_ITEM.value)
         return
     if p.cur_data_len != p.heap_bytes:
-        _count(p, stats, Stat.REJECTED_BAD_VIS_SIZE)
+        _count(p, stats, Stat.REJECTED_BAD_VIS_SIZE.value)
         return
-    if items[VisItem.HEAP_LENGTH] < 0 or items[VisItem.HEAP_LENGTH] > p.slot_bytes:
-        _count(p, stats, Stat.REJECTED_HEAP_TOO_LARGE)
+    if items[VisItem.HEAP_LENGTH.value] < 0 or items[VisItem.HEAP_LENGTH.value] > p.slot_bytes:
+        _count(p, stats, Stat.REJECTED_HEAP_TOO_LARGE.value)
         return
-    if items[VisItem.CHANNEL_ID] < 0:
+    if items[VisItem.CHANNEL_ID.value] < 0:
         block = p.block_lo
     else:
-        block = _block_of(p, stats, _u32(items[VisItem.CHANNEL_ID], bswap))
+        block = _block_of(p, stats, _u32(items[VisItem.CHANNEL_ID.value], bswap))
         if block < 0:
             return
-    ticks = ((_u32(items[VisItem.TIMESTAMP_COUNT], bswap) << 32)
-             | _u32(items[VisItem.TIMESTAMP_FRACTION], bswap))
+    ticks = ((_u32(items[VisItem.TIMESTAMP_COUNT.value], bswap) << 32)
+             | _u32(items[VisItem.TIMESTAMP_FRACTION.value], bswap))
     period = p.period
     if p.phase < 0:
         p.phase = ticks % period
@@ -403,11 +408,11 @@ def place_vis(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in sp
     step = (rel_t + period // 2) // period
     resid = rel_t - step * period
     if rel_t < 0 or resid > period // 8 or resid < -(period // 8):
-        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP)
+        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP.value)
         return
     if _place_step(d, p, stats, step, block):
         if p.cur_others > 0:
-            _count(p, stats, Stat.DATA_HEAPS_WITH_METADATA)
+            _count(p, stats, Stat.DATA_HEAPS_WITH_METADATA.value)
         extra = numba.carray(intp_to_voidptr(d.extra), VIS_EXTRA_BYTES // 8, dtype=np.int64)
         extra[0] = p.cur_data_off
         extra[1] = p.cur_scan_off
@@ -421,28 +426,28 @@ def place_beam(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in s
     d = numba.carray(data_ptr, 1)[0]
     items = numba.carray(intp_to_voidptr(d.items), N_BEAM_ITEMS, dtype=np.int64)
     stats = numba.carray(intp_to_voidptr(d.batch_stats), p.nstats, dtype=np.uint64)
-    is_meta = items[BeamItem.SAMPLE_COUNT] < 0
+    is_meta = items[BeamItem.SAMPLE_COUNT.value] < 0
     if not _prologue(d, p, stats, is_meta):
         return
     if is_meta:
-        _count_control(p, stats, items[BeamItem.STREAM_CTRL])
+        _count_control(p, stats, items[BeamItem.STREAM_CTRL.value])
         return
-    if items[BeamItem.FIRST_CHANNEL] < 0 or items[BeamItem.SCALE] < 0:
-        _count(p, stats, Stat.REJECTED_MISSING_ITEM)
+    if items[BeamItem.FIRST_CHANNEL.value] < 0 or items[BeamItem.SCALE.value] < 0:
+        _count(p, stats, Stat.REJECTED_MISSING_ITEM.value)
         return
-    if items[BeamItem.HEAP_LENGTH] != p.heap_bytes:
-        _count(p, stats, Stat.REJECTED_BAD_HEAP_LENGTH)
+    if items[BeamItem.HEAP_LENGTH.value] != p.heap_bytes:
+        _count(p, stats, Stat.REJECTED_BAD_HEAP_LENGTH.value)
         return
-    block = _block_of(p, stats, _u32(items[BeamItem.FIRST_CHANNEL], p.bswap))
+    block = _block_of(p, stats, _u32(items[BeamItem.FIRST_CHANNEL.value], p.bswap))
     if block < 0:
         return
-    sample = items[BeamItem.SAMPLE_COUNT]
+    sample = items[BeamItem.SAMPLE_COUNT.value]
     if sample % p.period != 0:
-        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP)
+        _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP.value)
         return
     if _place_step(d, p, stats, sample // p.period, block):
         scale = numba.carray(intp_to_voidptr(d.extra), BEAM_EXTRA_BYTES, dtype=np.uint8)
-        raw = items[BeamItem.SCALE]
+        raw = items[BeamItem.SCALE.value]
         for i in range(BEAM_EXTRA_BYTES):
             scale[i] = (raw >> (24 - 8 * i)) & 0xFF
         d.extra_offset = d.heap_index * BEAM_EXTRA_BYTES

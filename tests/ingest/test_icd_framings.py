@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from services.demo.processes import Process, options, tool
 
 from ringbuf import RingLayout, RingPairReader, create_ring_pair, destroy_ring_pair
+from services.common.processes import Process, options, tool
 from services.formats import cbf_sdp
 from tests.ingest import icd_senders
 from tests.ingest.helpers import free_ports

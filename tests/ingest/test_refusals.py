@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from services.demo.processes import Process, options, tool
 
 from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_pair
+from services.common.processes import Process, options, tool
 from tests.ingest.helpers import free_ports
 
 NANT, NCHAN, CPS = 2, 4, 2
