@@ -365,6 +365,61 @@ def test_disk_full_is_counted_and_the_next_transfer_written(rings, daemons, ante
     assert d.terminate() == 0
 
 
+@pytest.fixture
+def tmpfs_100m(tmp_path):
+    """A 100 MiB tmpfs (needs root; skips otherwise), unmounted in teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    point = tmp_path / "disk100"
+    point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(point)],
+                            capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_disk_filled_to_the_last_byte_by_another_process_mid_scan(rings, daemons, antenna_file,
+                                                                  tmpfs_100m):
+    """Issue 13.1: dd fills the disk mid-scan while rows are not flushed yet: the daemon
+    survives (casacore used to abort it), counts it, keeps the ring drained, keeps every
+    dump it had in the .partial, and writes the next scan once there is room again."""
+    disk = tmpfs_100m
+    r = rings()
+    d = daemons("--autonomous", *r.options, "-o", f"MS_OUTPUT_DIR={disk}",
+                "-o", f"MS_ANTENNA_FILE={antenna_file}", "-o", "MS_FLUSH_INTERVAL_S=60")
+    filler = disk / "filler"
+    with r.transfer(small_stream(scan_id=1)) as put:
+        for i in range(3):
+            put(i)
+        d.wait_counter("dumps_written_total", 3)
+        dd = subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"],
+                            capture_output=True, text=True)
+        assert "No space left" in dd.stderr and os.statvfs(disk).f_bavail == 0
+        started = time.monotonic()
+        for i in range(3, 40):  # more than the ring holds: drained, the writer never waits long
+            put(i)
+        assert time.monotonic() - started < 15
+    c = d.wait_counter("blocks_total", 40)
+    assert d.proc.poll() is None, d.tail()
+    assert c["errors_disk_full_total"] == 1 and c["ms_aborted_total"] == 1
+    assert c["ms_written_total"] == 0 and c["transfers_skipped_total"] == 1
+    partial = disk / (NAME.format(1) + ".partial")
+    with tables.table(str(partial), ack=False) as t:  # opens: the state of its last flush
+        assert t.nrows() == 3 * r.stream.nbaseline
+    check_ms(partial, r.stream, 1, range(3))
+    assert "disk full" in d.output() and "Traceback" not in d.output()
+    filler.unlink()
+    with r.transfer(small_stream(scan_id=2)) as put:
+        for i in range(2):
+            put(i)
+    d.wait_counter("ms_written_total", 1)
+    check_ms(disk / NAME.format(2), r.stream, 2, range(2))
+    assert not (disk / NAME.format(2) / "ringpipe.reserve").exists()
+    assert d.terminate() == 0
+
+
 def test_bad_config_is_one_line_and_exit_1(tmp_path, antenna_file):
     def run(*options: str) -> str:
         args = [str(Path(sys.executable).parent / "svc-mswrite"), "--autonomous",
