@@ -359,9 +359,11 @@ class VisWriter:
             except (RuntimeError, OSError) as exc:
                 logger.error("%s: closing after an error failed (the MS keeps the dumps of its "
                              "last flush): %s", self.partial_path, _one_line(exc))
+            else:
+                logger.warning("left incomplete MS %s (%d dumps)", self.partial_path,
+                               self._dumps)
             finally:
                 self._table = None
-            logger.warning("left incomplete MS %s (%d dumps)", self.partial_path, self._dumps)
         return self.partial_path
 
     def __enter__(self) -> VisWriter:
