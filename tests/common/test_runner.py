@@ -64,6 +64,30 @@ def test_second_signal_forces_exit(demo_factory):
     assert "second SIGTERM: exiting at once" in demo.output()
 
 
+def test_a_scan_loop_still_running_after_stop_timeout_exits_2_at_once(demo_factory):
+    """Issue 13.2: nothing is unwound under the running scan thread; the process exits 2
+    right after the timeout, logs flushed, without waiting for the thread."""
+    demo = demo_factory(*DEMO_BEAM, *FAST, "-o", "DEMO_DRAIN_S=30", "-o", "STOP_TIMEOUT_S=0.2")
+    for command, config in [
+        ("configure_beam", None),
+        ("configure_scan", None),
+        ("start_scan", {"SCAN_ID": 1}),
+    ]:
+        assert demo.request(command, config)["ok"]
+    started = time.monotonic()
+    demo.signal(signal.SIGTERM)
+    assert demo.wait(10) == 2
+    assert time.monotonic() - started < 5
+    log = demo.output()
+    assert ("shutdown incomplete: scan loop did not stop within 0.2 s; nothing was undone "
+            "while it runs (reset again later)") in log
+    assert ("svc-demo: the scan loop did not stop within STOP_TIMEOUT_S 0.2 s; exiting with "
+            "code 2 without closing what it uses") in log
+    assert "final counters: blocks_total=" in log and "Traceback" not in log
+    assert "-> Idle" not in log  # never unwound
+    assert not os.path.exists(demo.socket)
+
+
 def test_watchdog_is_fed_only_while_the_scan_makes_progress(demo_factory, notify_socket):
     env = notify_env(notify_socket, WATCHDOG_USEC="400000")
     demo = demo_factory(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -418,6 +419,35 @@ def test_disk_filled_to_the_last_byte_by_another_process_mid_scan(rings, daemons
     check_ms(disk / NAME.format(2), r.stream, 2, range(2))
     assert not (disk / NAME.format(2) / "ringpipe.reserve").exists()
     assert d.terminate() == 0
+
+
+@pytest.mark.parametrize("mode", ["autonomous", "managed"])
+def test_sigterm_with_a_scan_loop_that_does_not_stop_in_time_exits_2(
+        tmp_path, rings, daemons, antenna_file, mode):
+    """Issue 13.2: STOP_TIMEOUT_S too short for the scan loop: exit 2, no crash (it closed
+    the MS and the rings under the running scan thread: SIGSEGV, rc 139)."""
+    out = out_dir(tmp_path)
+    r = rings()
+    keys = [*r.options, "-o", f"MS_OUTPUT_DIR={out}", "-o", f"MS_ANTENNA_FILE={antenna_file}"]
+    if mode == "autonomous":
+        d = daemons("--autonomous", *keys, "-o", "STOP_TIMEOUT_S=0.001")
+    else:
+        d = daemons(*keys, "-o", "STOP_TIMEOUT_S=0.001")
+        for command, config in (("configure_beam", {}), ("configure_scan", {}),
+                                ("start_scan", {"SCAN_ID": 42})):
+            assert d.request(command, config)["ok"]
+    with r.transfer() as put:
+        for i in range(4):
+            put(i)
+        d.wait_counter("dumps_written_total", 4)
+        d.signal(signal.SIGTERM)
+        assert d.wait(20) == 2
+        for i in range(4, 20):  # the slot of the exited reader no longer gates the writer
+            put(i)
+    log = d.output()
+    assert "scan loop did not stop within 0.001 s; nothing was undone while it runs" in log
+    assert re.search(r"exiting with code 2( without closing what it uses)?\n", log)
+    assert "final counters" in log and "Traceback" not in log
 
 
 def test_bad_config_is_one_line_and_exit_1(tmp_path, antenna_file):
