@@ -47,13 +47,21 @@ from ringbuf import (
     snapshot,
 )
 from ringbuf.errors import RingBufError
-from services.common.config import Config, DaemonConfig, RingPairConfig, non_negative, setting
+from services.common.config import (
+    Config,
+    DaemonConfig,
+    RingPairConfig,
+    non_negative,
+    one_of,
+    setting,
+)
 from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
 from services.common.lifecycle import Refused, Service, StartScanConfig
 from services.mswrite.errors import MsWriteError
 from services.mswrite.metadata import Antennas, PhaseCentre
 from services.mswrite.transfer import (
     DEFAULT_NAME_TEMPLATE,
+    ExistsPolicy,
     MsTarget,
     Reason,
     TransferError,
@@ -117,6 +125,11 @@ class MsWriteScanConfig(Config):
     flush_interval_s: float = setting(
         "MS_FLUSH_INTERVAL_S", float, default=1.0, validator=non_negative,
         help="flush the MS at most this often (0: after every block)")
+    exists: str = setting(
+        "MS_EXISTS", str, default=ExistsPolicy.SUFFIX.value,
+        validator=one_of(*(p.value for p in ExistsPolicy)),
+        help="the MS of a transfer exists (the scan was sent again): suffix (write "
+             "NAME_rep2.ms, ...), refuse (drain it) or overwrite")
 
     def check(self) -> Iterable[str]:
         if not self.output_dir.is_dir():
@@ -150,6 +163,10 @@ class MsWriteCounters(Counters):
         "transfers (or their rest) drained without writing, after an error")
     ms_written_total: int = total("MeasurementSets closed cleanly (renamed NAME.ms)")
     ms_aborted_total: int = total("MeasurementSets given up and left as NAME.ms.partial")
+    ms_suffixed_total: int = total(
+        "transfers whose MS existed (the scan was sent again), written as NAME_rep<n>.ms")
+    ms_overwritten_total: int = total(
+        "transfers whose MS existed, written over it (MS_EXISTS overwrite)")
     blocks_total: int = total("ring block pairs read (written or drained)")
     bytes_total: int = total("ring bytes read, data + weights (written or drained)")
     dumps_written_total: int = total("dumps written from ring blocks")
@@ -338,7 +355,7 @@ class MsWriteService(Service):
             data_model=Path(scan.data_model) if scan.data_model else None,
             antennas=None if scan.data_model else self._antennas, phase_centre=centre,
             telescope=scan.telescope, flush_interval_s=scan.flush_interval_s,
-            config_text=scan.config_text(self.beam))
+            config_text=scan.config_text(self.beam), exists=ExistsPolicy(scan.exists))
         writer = TransferWriter(target, transfer.data_header, transfer.weights_header,
                                 self.counters, resumed)
         writer.start()

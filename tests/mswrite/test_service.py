@@ -366,6 +366,26 @@ def test_disk_full_is_counted_and_the_next_transfer_written(rings, daemons, ante
     assert d.terminate() == 0
 
 
+def test_a_scan_sent_again_gets_a_second_ms(tmp_path, rings, daemons, antenna_file):
+    """Issue 12: re-sending a scan whose MS exists writes NAME_rep2.ms (logged, counted)."""
+    out = out_dir(tmp_path)
+    r = rings()
+    d = daemons("--autonomous", *r.options, "-o", f"MS_OUTPUT_DIR={out}",
+                "-o", f"MS_ANTENNA_FILE={antenna_file}")
+    for sent in (1, 2):
+        with r.transfer(small_stream(scan_id=7)) as put:
+            for i in range(3):
+                put(i)
+        c = d.wait_counter("ms_written_total", sent)
+    assert c["ms_suffixed_total"] == 1 and c["errors_output_exists_total"] == 0
+    assert c["transfers_skipped_total"] == 0
+    again = out / "scan7_2024-06-01-12:00:00_rep2.ms"
+    for path in (out / NAME.format(7), again):
+        check_ms(path, r.stream, 7, range(3))
+    assert f"already exists (the scan was sent again): writing {again.name}" in d.output()
+    assert d.terminate() == 0
+
+
 @pytest.fixture
 def tmpfs_100m(tmp_path):
     """A 100 MiB tmpfs (needs root; skips otherwise), unmounted in teardown."""
