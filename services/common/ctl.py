@@ -82,7 +82,8 @@ def main(
     COMMAND is status or a lifecycle command: configure_beam, configure_scan, start_scan,
     end_scan, deconfigure_scan, deconfigure_beam, reset. Its config keys come from
     CONFIG_FILE (KEY value lines) and -o KEY=VALUE. Exits 0 if the daemon accepted the
-    command, 1 if it refused it, 3 if the daemon cannot be reached.
+    command, 1 if it refused it, 3 if the daemon cannot be reached or is busy
+    (more control connections open than it serves: try again).
 
     \b
     Examples:
@@ -112,5 +113,7 @@ def main(
         else:
             extra = f" ({reply['error']})" if reply.get("error") else ""
             click.echo(f"{command}: ok, state {reply.get('state')}{extra}")
+    if reply.get("reason") == "busy":  # the daemon did not look at the command
+        raise _Unreachable(f"busy: {reply.get('error')} (state {reply.get('state')})")
     if not reply.get("ok"):
         raise _Refused(f"{reply.get('error')} (state {reply.get('state')})")

@@ -95,8 +95,8 @@ def test_validation_and_hook_refusals_over_the_socket(demo):
     assert reply["reason"] == "invalid_config" and reply["state"] == "Idle"
     assert reply["error"] == (
         "configure_beam config: 3 problems: EXTRA: unknown key for configure_beam; "
-        "DATA_KEY 'nothex' (command): ring key 'nothex' is not 1-8 hexadecimal digits "
-        "(like 'dada' or 'a000'); "
+        "DATA_KEY 'nothex' (command): is not a ring key (1 to 8 hexadecimal digits, "
+        "e.g. a000); "
         "WEIGHTS_KEY: missing, required (weights ring key)"
     )
     reply = demo.request(
@@ -194,7 +194,8 @@ def test_too_many_connections_get_busy(demo):
         assert reply == {
             "ok": False,
             "state": "Idle",
-            "error": "too many control connections",
+            "error": "too many control connections (16 open; idle ones are closed after 5 s): "
+            "try again",
             "reason": "busy",
         }
     finally:
