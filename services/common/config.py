@@ -28,6 +28,7 @@ each with the layer its value came from.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -153,22 +154,50 @@ def _convert(kind: Callable[..., Any], raw: object) -> Any:
 
 
 def octal(text: str) -> int:
-    """Parse a file mode such as ``0660``."""
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise ValueError("is not an octal file mode such as 0660") from None
+    """Parse a file mode such as ``0660``: octal digits only, permission bits only (at most
+    0777: no setuid, setgid or sticky bit)."""
+    digits = text[2:] if text.lower().startswith("0o") else text
+    if not re.fullmatch(r"[0-7]{1,4}", digits):
+        raise ValueError("is not an octal file mode such as 0660")
+    mode = int(digits, 8)
+    if mode > 0o777:
+        raise ValueError("sets setuid, setgid or sticky bits: use permission bits only "
+                         "(at most 0777), such as 0660")
+    return mode
+
+
+def socket_mode(mode: int) -> None:
+    """A validator for a control socket's mode: the owner can connect, other users cannot."""
+    if not mode & 0o200:
+        raise ValueError("must let the owner write (connect), such as 0660")
+    if mode & 0o002:
+        raise ValueError("lets every user on the host control the daemon: give a group "
+                         "access instead, such as 0660")
 
 
 # --------------------------------------------------------------------------- validators
 def positive(value: float) -> None:
     if not value > 0:
         raise ValueError("must be positive")
+    if value == math.inf:
+        raise ValueError("must be finite")
 
 
 def non_negative(value: float) -> None:
     if not value >= 0:
         raise ValueError("must not be negative")
+    if value == math.inf:
+        raise ValueError("must be finite")
+
+
+#: the longest wait a timeout setting may ask for (threading cannot wait for ever, or inf)
+MAX_TIMEOUT_S = 86400.0
+
+
+def timeout_seconds(value: float) -> None:
+    """A validator for a wait: more than 0 and at most :data:`MAX_TIMEOUT_S` (not inf/nan)."""
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise ValueError(f"must be more than 0 and at most {MAX_TIMEOUT_S:g} s")
 
 
 def in_range(low: float, high: float) -> Callable[[float], None]:
@@ -351,14 +380,26 @@ def build_config(cls: type[C], source: ConfigSource, where: str | None = None) -
         raw, origin = found
         try:
             values[f.name] = spec.parse(raw)
-        except ValueError as exc:
-            problems.append(f"{spec.key} {raw!r} ({origin}): {exc}")
+        except (ValueError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            problems.append(f"{spec.key} {_shorten(raw)!r} ({origin}): {reason}")
     if not problems:
         config = cls(source=source, **values)
-        problems = list(config.check())
+        try:
+            problems = list(config.check())
+        except (ValueError, OSError) as exc:  # a check that met a path it cannot look at
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems = [f"{reason}: {_shorten(getattr(exc, 'filename', '') or '')}"]
         if not problems:
             return config
     raise ConfigError(where or source.describe(), problems)
+
+
+def _shorten(value: object, limit: int = 80) -> object:
+    """A value as it goes into a one-line message: long text is cut in the middle."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit // 2]}...{value[-limit // 2:]} ({len(value)} characters)"
+    return value
 
 
 # --------------------------------------------------------------------------- daemon settings
@@ -382,7 +423,8 @@ class DaemonConfig(Config):
         help="control socket path (default $RUNTIME_DIRECTORY/<name>.sock or /run/ringpipe/...)",
     )
     control_socket_mode: int = setting(
-        "CONTROL_SOCKET_MODE", octal, default=0o660, help="permissions of the control socket"
+        "CONTROL_SOCKET_MODE", octal, default=0o660, validator=socket_mode,
+        help="permissions of the control socket (at most 0777, owner rw, not world-writable)",
     )
     log_level: str = setting(
         "LOG_LEVEL", str, default="", validator=log_level, help="DEBUG, INFO (default), ..."
@@ -395,8 +437,8 @@ class DaemonConfig(Config):
         help="health turns DEGRADED after this long without data while scanning",
     )  # fmt: skip
     stop_timeout_s: float = setting(
-        "STOP_TIMEOUT_S", float, default=20.0, validator=positive,
-        help="how long end_scan / shutdown waits for the scan loop to drain",
+        "STOP_TIMEOUT_S", float, default=20.0, validator=timeout_seconds,
+        help="how long end_scan / shutdown waits for the scan loop to drain (s, up to a day)",
     )  # fmt: skip
 
 

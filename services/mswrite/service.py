@@ -132,17 +132,28 @@ class MsWriteScanConfig(Config):
              "NAME_rep2.ms, ...), refuse (drain it) or overwrite")
 
     def check(self) -> Iterable[str]:
-        if not self.output_dir.is_dir():
+        out = _unusable_path("MS_OUTPUT_DIR", self.output_dir)
+        if out:
+            yield out
+        elif not self.output_dir.is_dir():
             yield f"MS_OUTPUT_DIR {self.output_dir}: not a directory"
         elif not os.access(self.output_dir, os.W_OK | os.X_OK):
             yield f"MS_OUTPUT_DIR {self.output_dir}: not writable"
         if bool(self.data_model) == bool(self.antenna_file):
             yield ("set exactly one of MS_DATA_MODEL and MS_ANTENNA_FILE "
                    f"(got {'both' if self.data_model else 'neither'})")
-        if self.data_model and not (Path(self.data_model) / "table.dat").is_file():
-            yield f"MS_DATA_MODEL {self.data_model}: not a MeasurementSet (no table.dat)"
-        if self.antenna_file and not Path(self.antenna_file).exists():
-            yield f"MS_ANTENNA_FILE {self.antenna_file}: no such file or directory"
+        if self.data_model:
+            model = _unusable_path("MS_DATA_MODEL", Path(self.data_model) / "table.dat")
+            if model:
+                yield model
+            elif not (Path(self.data_model) / "table.dat").is_file():
+                yield f"MS_DATA_MODEL {self.data_model}: not a MeasurementSet (no table.dat)"
+        if self.antenna_file:
+            antennas = _unusable_path("MS_ANTENNA_FILE", Path(self.antenna_file))
+            if antennas:
+                yield antennas
+            elif not Path(self.antenna_file).exists():
+                yield f"MS_ANTENNA_FILE {self.antenna_file}: no such file or directory"
         if (self.ra_deg is None) != (self.dec_deg is None):
             yield "set both PHASE_CENTRE_RA_DEG and PHASE_CENTRE_DEC_DEG, or neither"
 
@@ -151,6 +162,22 @@ class MsWriteScanConfig(Config):
         values = {**(beam.to_dict() if beam else {}), **self.to_dict()}
         return "\n".join(f"{key} {value}" for key, value in values.items()
                          if value not in ("", None))
+
+
+def _unusable_path(key: str, path: Path) -> str:
+    """A one-line problem if ``path`` cannot even be looked at (name too long, a file where
+    a directory should be, no permission, a loop), else ''. Missing is not a problem here."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    except OSError as exc:
+        text = str(path)
+        shown = text if len(text) <= 80 else f"{text[:40]}...{text[-30:]} ({len(text)} characters)"
+        return f"{key} {shown}: {exc.strerror or exc}"
+    except ValueError as exc:  # an embedded NUL
+        return f"{key} {str(path)[:80]!r}: {exc}"
+    return ""
 
 
 # --------------------------------------------------------------------------- counters

@@ -492,3 +492,43 @@ def test_bad_config_is_one_line_and_exit_1(tmp_path, antenna_file):
                  "exactly one of MS_DATA_MODEL and MS_ANTENNA_FILE (got neither)",
                  "both PHASE_CENTRE_RA_DEG and PHASE_CENTRE_DEC_DEG"):
         assert text in error
+
+
+def test_a_300_character_output_dir_is_a_clean_refusal(tmp_path, rings, daemons, antenna_file):
+    """Issue 13.14: configure_scan with a 300-character MS_OUTPUT_DIR: invalid_config naming
+    the key (it was reason 'internal' with a traceback); the daemon keeps serving."""
+    r = rings()
+    d = daemons(*r.options, "-o", f"MS_ANTENNA_FILE={antenna_file}")
+    assert d.request("configure_beam")["ok"]
+    long_dir = "/tmp/" + "d" * 300
+    reply = d.request("configure_scan", {"MS_OUTPUT_DIR": long_dir})
+    assert (reply["ok"], reply["reason"], reply["state"]) == (False, "invalid_config",
+                                                              "BeamConfigured")
+    assert reply["error"] == ("configure_scan config: 1 problem: MS_OUTPUT_DIR /tmp/" + "d" * 35
+                              + "..." + "d" * 30 + " (305 characters): File name too long")
+    reply = d.request("configure_scan", {"MS_OUTPUT_DIR": "/tmp/a\0b"})
+    assert reply["reason"] == "invalid_config" and "MS_OUTPUT_DIR" in reply["error"]
+    out = out_dir(tmp_path)
+    assert d.request("configure_scan", {"MS_OUTPUT_DIR": str(out)})["ok"]
+    status = d.status()
+    assert status["control"]["commands_refused_total"] == 2
+    assert "Traceback" not in d.output() and "internal" not in d.output()
+    assert d.terminate() == 0
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("STOP_TIMEOUT_S=inf", "STOP_TIMEOUT_S 'inf' (-o): must be more than 0 and at most 86400 s"),
+    ("CONTROL_SOCKET_MODE=7777", "CONTROL_SOCKET_MODE '7777' (-o): sets setuid, setgid or sticky"),
+    ("CONTROL_SOCKET_MODE=-1", "CONTROL_SOCKET_MODE '-1' (-o): is not an octal file mode"),
+    ("CONTROL_SOCKET_MODE=77777777", "CONTROL_SOCKET_MODE '77777777' (-o): is not an octal"),
+    ("CONTROL_SOCKET_MODE=0666", "CONTROL_SOCKET_MODE '0666' (-o): lets every user on the host"),
+])
+def test_values_that_would_fail_later_are_refused_at_start_up(tmp_path, option, message):
+    """Issue 13.11: exit 1 with one line before anything starts."""
+    args = [str(Path(sys.executable).parent / "svc-mswrite"), "--socket",
+            str(tmp_path / "x.sock"), "-o", option]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert message in error
+    assert not (tmp_path / "x.sock").exists()
