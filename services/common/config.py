@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ringbuf import DadaHeader, normalise_key, pair_keys
+from ringbuf.errors import HeaderError
 from services.common.errors import ServiceError
 
 ENV_PREFIX = "RINGPIPE_"
@@ -246,6 +247,8 @@ class ConfigSource:
     environ: Mapping[str, str] = field(default_factory=dict)
     overrides: tuple[tuple[str, Mapping[str, object]], ...] = ()
     env_prefix: str = ENV_PREFIX
+    #: per file in ``files``: the line number of each key (for messages)
+    file_lines: tuple[Mapping[str, int], ...] = ()
 
     @classmethod
     def load(
@@ -255,9 +258,13 @@ class ConfigSource:
         environ: Mapping[str, str] | None = None,
         env_prefix: str = ENV_PREFIX,
     ) -> ConfigSource:
-        """Read config files (HeaderError naming file and line) and ``-o KEY=VALUE`` options."""
-        files = tuple((str(p), dict(DadaHeader.load(p).items())) for p in paths)
-        source = cls(files, dict(os.environ if environ is None else environ), (), env_prefix)
+        """Read config files (:func:`read_config_file`: HeaderError naming file and line) and
+        ``-o KEY=VALUE`` options."""
+        loaded = [(str(p), *read_config_file(p)) for p in paths]
+        files = tuple((path, values) for path, values, _ in loaded)
+        lines = tuple(numbers for _, _, numbers in loaded)
+        source = cls(files, dict(os.environ if environ is None else environ), (), env_prefix,
+                     lines)
         if overrides:
             source = source.with_overrides("-o", parse_overrides(overrides))
         return source
@@ -265,7 +272,8 @@ class ConfigSource:
     def with_overrides(self, origin: str, values: Mapping[str, object]) -> ConfigSource:
         """A new source with ``values`` (from ``origin``) above every existing layer."""
         return ConfigSource(
-            self.files, self.environ, self.overrides + ((origin, dict(values)),), self.env_prefix
+            self.files, self.environ, self.overrides + ((origin, dict(values)),), self.env_prefix,
+            self.file_lines,
         )
 
     def lookup(self, key: str) -> tuple[object, str] | None:
@@ -296,6 +304,56 @@ class ConfigSource:
         if self.files:
             return "config " + ", ".join(path for path, _ in self.files)
         return "config"
+
+
+#: a config key: upper case (DATA_KEY), or a dotted lower-case option (transmission.rate)
+_KEY_STYLE = re.compile(r"[A-Z][A-Z0-9_]*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+
+
+def read_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """Read a ``KEY value`` config file: ``({KEY: value}, {KEY: line number})``.
+
+    Stricter than a ring header (whose grammar it shares): one :class:`HeaderError` naming
+    the file and each line for a NUL byte (a header ends there, so the rest would be
+    ignored), a key that is neither upper case (``DATA_KEY``) nor a dotted option
+    (``transmission.rate``) (a lower-case key, or a line of prose not behind ``#``), and a
+    key set twice (the first would win unseen).
+    """
+    data = _read_bytes(path)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise HeaderError(f"{path}: line {line}: NUL byte: a config file is text (the rest of "
+                          "the file would be ignored); fix or recreate the file")
+    header = DadaHeader.from_bytes(data, source=str(path))  # ASCII and 'KEY value' lines
+    problems: list[str] = []
+    first: dict[str, int] = {}
+    for lineno, raw in enumerate(header.text.split("\n"), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key = stripped.split()[0]
+        if not _KEY_STYLE.fullmatch(key):
+            lower = key.islower() and _KEY_STYLE.fullmatch(key.upper())
+            hint = f" (did you mean {key.upper()}?)" if lower else \
+                "; start a line of text with '#'"
+            problems.append(f"line {lineno}: {key!r} is not a config key: keys are upper case "
+                            f"(DATA_KEY) or dotted options (transmission.rate){hint}")
+        elif key in first:
+            problems.append(f"line {lineno}: {key} is set again (first on line {first[key]}, "
+                            "which would win): set each key once")
+        else:
+            first[key] = lineno
+    if problems:
+        raise HeaderError(f"{path}: " + "; ".join(problems))
+    return dict(header.items()), first
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def parse_overrides(items: Sequence[str] | Mapping[str, object]) -> dict[str, object]:

@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from services.common.config import ConfigError, parse_overrides
+from services.common.config import ConfigError, parse_overrides, read_config_file
 from services.common.control import ControlClient, ControlError
 from services.common.runner import COMMANDS
 
@@ -96,7 +95,7 @@ def main(
     config: dict[str, object] = {}
     try:
         if config_file:
-            config.update(DadaHeader.load(config_file).items())
+            config.update(read_config_file(config_file)[0])
         config.update(parse_overrides(overrides))
     except (HeaderError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None

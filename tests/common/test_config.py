@@ -287,3 +287,28 @@ def test_a_check_that_meets_an_os_error_is_one_problem():
         build_config(PathConfig, ConfigSource(overrides=(("-o", {"WHERE": "/" + "x" * 300}),)))
     (problem,) = info.value.problems
     assert problem.startswith("File name too long: /xxxx") and problem.endswith("(301 characters)")
+
+
+def test_config_file_damage_and_mistakes_are_refused_naming_file_and_line(tmp_path):
+    """Issue 13.12: a NUL silently cut the file; lower-case keys, prose and duplicate keys
+    (first wins) were accepted without a word."""
+    nul = tmp_path / "nul.hdr"
+    nul.write_bytes(b"DATA_KEY a000\nDB_NBUFS 8\x00\x00garbage\nWEIGHTS_KEY a010\n")
+    with pytest.raises(HeaderError) as info:
+        ConfigSource.load([nul])
+    assert str(info.value) == (f"{nul}: line 2: NUL byte: a config file is text (the rest of "
+                               "the file would be ignored); fix or recreate the file")
+    bad = _write(tmp_path / "bad.hdr", "# rings\nDATA_KEY a000\ndata_key a001\n"
+                 "This file sets the rings\nDB_NBUFS 8\nDATA_KEY a002\ntransmission.rate 1e6\n")
+    with pytest.raises(HeaderError) as info:
+        ConfigSource.load([bad])
+    assert str(info.value) == (
+        f"{bad}: line 3: 'data_key' is not a config key: keys are upper case (DATA_KEY) or "
+        "dotted options (transmission.rate) (did you mean DATA_KEY?); "
+        "line 4: 'This' is not a config key: keys are upper case (DATA_KEY) or dotted options "
+        "(transmission.rate); start a line of text with '#'; "
+        "line 6: DATA_KEY is set again (first on line 2, which would win): set each key once")
+    good = _write(tmp_path / "good.hdr", "# ok\nDATA_KEY a000\n\ntransmission.rate 1e6\n")
+    source = ConfigSource.load([good])
+    assert source.files == ((str(good), {"DATA_KEY": "a000", "transmission.rate": "1e6"}),)
+    assert source.file_lines == ({"DATA_KEY": 2, "transmission.rate": 4},)
