@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringbuf.file_segments import FileSegmentProducer
+from ringbuf import FileSegmentProducer
 from services.formats.pst import PstLayout
 from services.stat import file_processor
 from services.stat.generate import BeamSpec, pst_headers, write_pair

@@ -3,7 +3,7 @@
 A service declares its counters as a dataclass::
 
     class Drop(enum.Enum):
-        BAD_SHAPE = "bad_shape"
+        BAD_VIS_SIZE = "bad_vis_size"
         TOO_OLD = "too_old"
 
     @dataclass
@@ -15,7 +15,7 @@ A service declares its counters as a dataclass::
 * a **total** only grows; its name ends in ``_total``;
 * a **gauge** is a current value; its name does not end in ``_total``;
 * :func:`reasons` makes one total per member of a reason enum
-  (``heaps_rejected_bad_shape_total``, ``heaps_rejected_too_old_total``).
+  (``heaps_rejected_bad_vis_size_total``, ``heaps_rejected_too_old_total``).
 
 A field with a single writer thread may be updated in place (``c.heaps_total += n``); a
 counter written by several threads uses :meth:`Counters.add`, which takes a lock.

@@ -25,9 +25,10 @@ POLARISATION_ID = 0x6004  # u32
 BASELINE_COUNT = 0x6005  # u32, NANT*(NANT+1)/2
 PHASE_BIN_ID = 0x6006  # u16
 PHASE_BIN_COUNT = 0x6007  # u16
-SCAN_ID = 0x6008  # u64 (addressed), metadata heap only
+SCAN_ID = 0x6008  # u64 (addressed): metadata/start heaps, and data heaps of many senders
 HARDWARE_ID = 0x6009  # u32
-CORRELATOR_OUTPUT_DATA = 0x600A  # (channels, baselines) of VIS_DTYPE
+CORRELATOR_OUTPUT_DATA = 0x600A  # (channels, baselines) of VIS_DTYPE, addressed, anywhere in
+# the payload (a data heap may carry descriptors and addressed items too)
 # ringpipe extensions, sent only in the metadata heap (receivers that do not know them ignore them)
 FREQ0_HZ = 0x6100  # f64, centre frequency of ICD channel id 0
 CHAN_WIDTH_HZ = 0x6101  # f64, channel spacing

@@ -24,7 +24,7 @@ import numpy as np
 from ringbuf import DadaHeader
 from services.formats import cbf_sdp, pst
 from services.ingest import placement
-from services.ingest.config import IngestConfig, Profile
+from services.ingest.config import FdPolicy, IngestConfig, Profile
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ class PlaceSpec:
     meta_ids: tuple[int, ...]
     extra_bytes: int = 0  # chunk ``extra`` bytes per heap
     start_channel: int = 0  # first channel of this instance (channel block 0)
+    slot_bytes: int = 0  # chunk bytes per heap (0: heap_bytes)
+    data_item: int = -1  # the addressed item placed (vis), found from the item pointers
+    scan_item: int = -1  # the addressed scan id item whose address is kept (vis)
 
 
 class VisAssembler:
@@ -70,6 +73,8 @@ class VisAssembler:
         lay = self.layout
         self.heaps_per_chunk = lay.heaps_per_chunk
         self.heap_bytes = lay.heap_bytes
+        # a heap's payload may hold descriptors and addressed items besides the visibilities
+        self.slot_bytes = lay.heap_bytes + config.max_heap_metadata_bytes
         self.steps_per_chunk, self.heaps_per_step = dpb, lay.nblocks
         self.data_step_bytes = lay.data_resolution
         self.weights_step_bytes = lay.weights_resolution
@@ -78,20 +83,72 @@ class VisAssembler:
         self.spec = PlaceSpec(
             placement.VIS_ITEMS, placement.place_vis, lay.period_ticks, lay.channels_per_heap,
             lay.nblocks, dpb, lay.nbaseline, lay.heap_bytes, cbf_sdp.VIS_KNOWN_ITEMS,
-            cbf_sdp.VIS_META_ITEMS, start_channel=lay.start_channel)
+            cbf_sdp.VIS_META_ITEMS, placement.VIS_EXTRA_BYTES, lay.start_channel,
+            self.slot_bytes, cbf_sdp.CORRELATOR_OUTPUT_DATA, cbf_sdp.SCAN_ID)
+
+    def _offsets(self, extra: np.ndarray | None) -> np.ndarray:
+        """Per heap: (visibility address, scan id address or -1) in its payload."""
+        assert extra is not None, "the visibility callback records addresses in extra"
+        return extra.view(np.int64).reshape(self.heaps_per_chunk, 2)
 
     def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
-             data: np.ndarray, weights: np.ndarray) -> None:
-        """Deinterleave (TCI, FD, VIS) into the data and weights blocks; zero the holes."""
-        src = chunk.view(cbf_sdp.VIS_DTYPE)
-        data.view(np.complex64).reshape(-1, 4)[:] = src["VIS"]
-        wts = weights.view(cbf_sdp.WEIGHTS_DTYPE)
-        wts["TCI"] = src["TCI"]
-        wts["FD"] = src["FD"]
+             data: np.ndarray, weights: np.ndarray) -> int:
+        """Deinterleave (TCI, FD, VIS) into the data and weights blocks; zero the holes.
+
+        Each heap's visibilities start at the address its item pointer gave (recorded by the
+        callback in ``extra``); one strided copy per distinct address (one for a sender that
+        frames every heap alike). Returns the heaps whose FD was taken as unpopulated.
+        """
+        nheap, hb = self.heaps_per_chunk, self.heap_bytes
+        slots = chunk[:nheap * self.slot_bytes].reshape(nheap, self.slot_bytes)
+        dat = data.view(np.complex64).reshape(nheap, -1, 4)
+        wts = weights.view(cbf_sdp.WEIGHTS_DTYPE).reshape(nheap, -1)
         missing = present == 0
+        vis_off = self._offsets(extra)[:, 0]
+        offsets = np.unique(vis_off[~missing])
+        for off in offsets.tolist():
+            src = slots[:, off:off + hb].view(cbf_sdp.VIS_DTYPE)
+            if offsets.size == 1:
+                dat[:] = src["VIS"]
+                wts["TCI"] = src["TCI"]
+                wts["FD"] = src["FD"]
+            else:
+                rows = np.flatnonzero((vis_off == off) & ~missing)
+                part = src[rows]
+                dat[rows] = part["VIS"]
+                wts["TCI"][rows] = part["TCI"]
+                wts["FD"][rows] = part["FD"]
         if missing.any():
-            data.reshape(self.heaps_per_chunk, -1)[missing] = 0
-            weights.reshape(self.heaps_per_chunk, -1)[missing] = 0
+            data.reshape(nheap, -1)[missing] = 0
+            weights.reshape(nheap, -1)[missing] = 0
+        return self._apply_fd_policy(wts["FD"], dat, ~missing)
+
+    def _apply_fd_policy(self, fd: np.ndarray, vis: np.ndarray, present: np.ndarray) -> int:
+        """FD_POLICY on the block's FD (heaps x visibilities); returns heaps taken as
+        unpopulated (auto)."""
+        policy = self.config.fd_policy
+        if policy == FdPolicy.ICD or not present.any():
+            return 0
+        if policy == FdPolicy.IGNORE:
+            fd[present] = 255
+            return 0
+        candidates = np.flatnonzero(present & ~fd.any(axis=1))
+        if not candidates.size:
+            return 0
+        unpopulated = candidates[vis[candidates].reshape(candidates.size, -1).any(axis=1)]
+        fd[unpopulated] = 255
+        return int(unpopulated.size)
+
+    def scan_id(self, chunk: np.ndarray, present: np.ndarray,
+                extra: np.ndarray | None) -> int | None:
+        """The u64 scan id carried by the chunk's first heap that has one, or None."""
+        scan_off = self._offsets(extra)[:, 1]
+        for heap in np.flatnonzero((present != 0) & (scan_off >= 0)).tolist():
+            start = heap * self.slot_bytes + int(scan_off[heap])
+            raw = chunk[start:start + 8]
+            if raw.size == 8:
+                return int(raw.view("<u8")[0])
+        return None
 
     def fill_hole(self, data: np.ndarray, weights: np.ndarray) -> None:
         data[:] = 0
@@ -104,6 +161,10 @@ class VisAssembler:
         time0 = (first_dump * lay.period_ticks + phase) / cbf_sdp.TICKS_PER_SECOND
         freq0 = cfg.freq0_hz if cfg.freq0_hz >= 0 else _f64(meta.get(cbf_sdp.FREQ0_HZ))
         width = cfg.chan_width_hz or _f64(meta.get(cbf_sdp.CHAN_WIDTH_HZ))
+        if freq0 is None and cfg.fallback_freq0_hz >= 0:
+            freq0 = cfg.fallback_freq0_hz
+        if not width and cfg.fallback_chan_width_hz:
+            width = cfg.fallback_chan_width_hz
         shared: dict[str, object] = {
             "HDR_SIZE": 4096, "SCAN_ID": scan_id,
             "UTC_START": utc_string(time0 - lay.int_time / 2), "TIME0_UNIX": repr(time0),
@@ -119,7 +180,7 @@ class VisAssembler:
             logger.warning("FREQ0_HZ/CHAN_WIDTH_HZ unknown (not configured, not in the stream): "
                            "the transfer header has no frequencies")
         shared.update({"NPOL": 4, "POL_ORDER": "XX,XY,YX,YY", "NDIM": 2,
-                       "DUMPS_PER_BLOCK": lay.dumps_per_block})
+                       "DUMPS_PER_BLOCK": lay.dumps_per_block, "FD_POLICY": cfg.fd_policy.value})
         shared.update(cfg.passthrough())
         data = DadaHeader({"DATA_KIND": "VIS", **shared, "NBIT": 32,
                            "RESOLUTION": lay.data_resolution, "OBS_OFFSET": 0})
@@ -138,7 +199,7 @@ class BeamAssembler:
         hpb = max(1, data_bufsz // lay.data_heap_stride)
         self.heaps_per_block = hpb
         self.heaps_per_chunk = hpb * lay.packets_per_heap
-        self.heap_bytes = lay.spead_payload_bytes
+        self.heap_bytes = self.slot_bytes = lay.spead_payload_bytes
         self.steps_per_chunk, self.heaps_per_step = hpb, lay.packets_per_heap
         self.data_step_bytes = lay.data_heap_stride
         self.weights_step_bytes = lay.weights_heap_stride
@@ -150,7 +211,7 @@ class BeamAssembler:
             pst.BEAM_META_ITEMS, placement.BEAM_EXTRA_BYTES, config.start_channel)
 
     def fill(self, chunk: np.ndarray, present: np.ndarray, extra: np.ndarray | None,
-             data: np.ndarray, weights: np.ndarray) -> None:
+             data: np.ndarray, weights: np.ndarray) -> int:
         """Scale (from the chunk extra), weights and data into PST records; NaN the holes."""
         lay = self.layout
         npk, nw, ns = self.heaps_per_chunk, lay.packet_weights_size, lay.packet_scales_size
@@ -166,9 +227,15 @@ class BeamAssembler:
             dat[missing] = 0
             wts[missing] = 0
             wts[missing, :ns] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
+        return 0
+
+    def scan_id(self, chunk: np.ndarray, present: np.ndarray,
+                extra: np.ndarray | None) -> int | None:
+        """Beam data heaps carry no scan id."""
+        return None
 
     def fill_hole(self, data: np.ndarray, weights: np.ndarray) -> None:
-        self.fill(np.zeros(self.heaps_per_chunk * self.heap_bytes, np.uint8),
+        self.fill(np.zeros(self.heaps_per_chunk * self.slot_bytes, np.uint8),
                   np.zeros(self.heaps_per_chunk, np.uint8), None, data, weights)
 
     def headers(self, first_chunk: int, phase: int, meta: dict[int, int],

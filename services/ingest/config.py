@@ -21,6 +21,20 @@ class Profile(str, enum.Enum):
     BEAM = "beam"
 
 
+class FdPolicy(str, enum.Enum):
+    """How FD (fraction of data, the ICD's per-visibility validity) is read.
+
+    ``icd``: as the ICD means it (FD 0 = no data). ``ignore``: senders do not populate FD, so
+    every visibility of a heap that arrived is valid (FD written as 255). ``auto``: a heap whose
+    FD is all zero while its visibilities are not is taken as from such a sender (FD 255,
+    counted in ``heaps_fd_unpopulated_total``); any other heap is read as the ICD says.
+    """
+
+    ICD = "icd"
+    IGNORE = "ignore"
+    AUTO = "auto"
+
+
 def _port(value: int) -> None:
     if not 0 < value < 65536:
         raise ValueError("is not a UDP port (1..65535)")
@@ -78,6 +92,21 @@ class IngestConfig(RingPairConfig, DaemonConfig):
                               help="vis: centre of ICD channel 0 (default: from the stream)")
     chan_width_hz: float = setting("CHAN_WIDTH_HZ", float, default=0.0,
                                    help="vis: channel spacing (default: from the stream)")
+    fallback_freq0_hz: float = setting(
+        "FALLBACK_FREQ0_HZ", float, default=-1.0,
+        help="vis: centre of ICD channel 0 when neither FREQ0_HZ nor the stream gives it "
+             "(a receiver started mid-scan misses the metadata heap)")
+    fallback_chan_width_hz: float = setting(
+        "FALLBACK_CHAN_WIDTH_HZ", float, default=0.0,
+        help="vis: channel spacing when neither CHAN_WIDTH_HZ nor the stream gives it")
+    fd_policy: FdPolicy = setting(
+        "FD_POLICY", FdPolicy, default=FdPolicy.AUTO,
+        help="vis: icd (FD 0 = no data), ignore (FD unpopulated: every heap that arrived is "
+             "valid) or auto (all-zero FD with non-zero data = unpopulated, counted)")
+    max_heap_metadata_bytes: int = setting(
+        "MAX_HEAP_METADATA_BYTES", int, default=16384, validator=non_negative,
+        help="vis: room per heap for descriptors and addressed items sent with the "
+             "visibilities (longer heaps are rejected as heap_too_large)")
     dumps_per_block: int = setting("DUMPS_PER_BLOCK", int, default=0, validator=non_negative,
                                    help="vis: dumps per ring block (0: data bufsz/RESOLUTION)")
     # ---------------------------------------------------------------- voltage beam

@@ -26,11 +26,20 @@ class Stat(enum.IntEnum):
     START_HEAPS = 2  # start-of-stream heaps
     END_HEAPS = 3  # end-of-stream heaps
     HEAPS_DUPLICATE = 4  # a second copy of a (time, channel block) heap
-    REJECTED_BAD_SHAPE = 5  # heap length, channel count or baseline count not as configured
+    REJECTED_BAD_HEAP_LENGTH = 5  # beam: heap length not the configured PST packet payload
     REJECTED_UNKNOWN_ITEM = 6  # an item id outside the profile's ICD
     REJECTED_BAD_TIMESTAMP = 7  # misaligned, or too far from the newest heap
     REJECTED_WRONG_CHANNEL = 8  # a channel block this port does not carry
     REJECTED_BAD_FLAVOUR = 9  # not SPEAD-64-48
+    REJECTED_BAD_CHANNEL_COUNT = 10  # vis: visibility_channel_count sent and not as configured
+    REJECTED_BAD_BASELINE_COUNT = 11  # vis: visibility_baseline_count sent and not as configured
+    REJECTED_BAD_VIS_SIZE = 12  # vis: correlator_output_data not channels x baselines x 34 B
+    REJECTED_MISSING_ITEM = 13  # a placement item (channel id, visibilities, scale) not in
+    # the heap's first packet
+    REJECTED_HEAP_TOO_LARGE = 14  # vis: payload longer than the chunk slot
+    # (visibilities + MAX_HEAP_METADATA_BYTES)
+    DATA_HEAPS_WITH_METADATA = 15  # vis: data heaps that also carried descriptors or
+    # addressed items besides the visibilities (accepted)
 
     @property
     def stat_name(self) -> str:
@@ -39,7 +48,7 @@ class Stat(enum.IntEnum):
 
     @property
     def reason(self) -> str | None:
-        """The reject reason (``bad_shape``, ...); None if the member is not a rejection."""
+        """The reject reason (``bad_vis_size``, ...); None if the member is not a rejection."""
         prefix = "REJECTED_"
         return self.name[len(prefix):].lower() if self.name.startswith(prefix) else None
 
@@ -58,7 +67,7 @@ class Stat(enum.IntEnum):
 
 
 #: Why a heap was rejected before it reached a ring block: one reason per ``Stat.REJECTED_*``
-#: (``Stat.REJECTED_BAD_SHAPE.reject`` is ``Reject("bad_shape")``). Made from Stat, so mypy
+#: (``Stat.REJECTED_BAD_VIS_SIZE.reject`` is ``Reject("bad_vis_size")``). Made from Stat, so mypy
 #: cannot list its members: code reaches them through :attr:`Stat.reject`.
 Reject = enum.Enum(  # type: ignore[misc]
     "Reject", [(s.reason.upper(), s.reason) for s in Stat if s.reason is not None])
@@ -75,6 +84,16 @@ class IngestCounters(Counters):
     heaps_too_old_total: int = total("heaps for a ring block already written")
     heaps_duplicate_total: int = total("second copies of a (time, channel block) heap")
     heaps_rejected: ReasonCounts = reasons(Reject, "heaps_rejected", "heaps rejected")
+    data_heaps_with_metadata_total: int = total(
+        "data heaps that also carried descriptors or addressed items (accepted)")
+    heaps_fd_unpopulated_total: int = total(
+        "data heaps with all-zero FD and non-zero visibilities, taken as valid (FD_POLICY auto)")
+    transfers_missed_start_total: int = total(
+        "transfers that opened without a start heap (receiver started mid-scan): metadata "
+        "from data heaps and config")
+    transfers_split_total: int = total(
+        "transfers of a scan that went on after end heaps had ended its previous transfer "
+        "(a stray or forged end heap split the scan)")
     metadata_heaps_total: int = total("start, descriptor and metadata heaps")
     start_heaps_total: int = total("start-of-stream heaps")
     end_heaps_total: int = total("end-of-stream heaps, the injected ones included")

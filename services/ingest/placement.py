@@ -7,8 +7,13 @@ listed in :data:`VIS_ITEMS` / :data:`BEAM_ITEMS` and the heap's first packet. Th
 * treats a heap without a time item as a metadata/start heap: it copies the values of the
   metadata items (:attr:`PlaceParams.meta_ids`) into the parameter record, where the Python side
   reads them, counts it, and discards it (``chunk_id = -1``);
-* validates a data heap (shape, channel range of this port, timestamp alignment and jump,
-  duplicates) and maps it to ``chunk_id`` (a ring block), ``heap_index`` and ``heap_offset``.
+* validates a data heap (counts when sent, the visibilities' size, channel range of this
+  port, timestamp alignment and jump, duplicates) and maps it to ``chunk_id`` (a ring block),
+  ``heap_index`` and ``heap_offset``. A visibility heap may carry descriptors and addressed
+  items besides the visibilities (as the SKA CBF-SDP emulator sends them): its whole payload
+  lands in a slot of ``slot_bytes``, and the visibilities' address in that payload (from the
+  first packet's item pointers) and the scan id's go into the chunk's ``extra``
+  (:data:`VIS_EXTRA_BYTES`), where the copy into the ring finds them.
 
 Every outcome increments a spead2 custom stream statistic (:class:`~services.ingest.counters.Stat`);
 no Python runs per heap. Each stream (port) has its own :class:`PlaceParams` record (fields
@@ -68,6 +73,9 @@ N_VIS_ITEMS, N_BEAM_ITEMS = len(VisItem), len(BeamItem)
 assert len(VIS_ITEMS) == N_VIS_ITEMS and len(BEAM_ITEMS) == N_BEAM_ITEMS
 #: Bytes of chunk ``extra`` per beam heap: the packet scale (float32, little-endian).
 BEAM_EXTRA_BYTES = 4
+#: Bytes of chunk ``extra`` per visibility heap: two int64, the payload addresses of the
+#: visibilities and of the scan id (-1: not in the heap).
+VIS_EXTRA_BYTES = 16
 #: SPEAD's own items (padding, heap cnt/length, payload offset/length, descriptor, stream control).
 SPEAD_CONTROL_ITEMS = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06)
 
@@ -88,7 +96,14 @@ PARAMS_DTYPE = np.dtype([
     ("nblocks", np.int64),  # channel blocks (heaps) per time step, all streams
     ("steps_per_chunk", np.int64),
     ("nbaseline", np.int64),
-    ("heap_bytes", np.int64),
+    ("heap_bytes", np.int64),  # vis: bytes of the visibility item; beam: heap length
+    ("slot_bytes", np.int64),  # chunk bytes per heap (vis: room for descriptors etc. too)
+    ("data_item", np.int64),  # vis: the item placed (correlator_output_data), else -1
+    ("scan_item", np.int64),  # vis: the addressed scan id item, else -1
+    ("cur_data_off", np.int64),  # scratch, the heap being placed: data item address or -1
+    ("cur_data_len", np.int64),  # its length (up to the next address or the heap's end)
+    ("cur_scan_off", np.int64),  # address of the scan id item, or -1
+    ("cur_others", np.int64),  # other addressed items (descriptors, metadata) in the heap
     ("bswap", np.int64),  # 1: 32-bit immediates are byte-swapped (IMMEDIATE_BYTE_ORDER little)
     ("stat_index", np.int64, (len(Stat),)),  # spead2 statistic index of each Stat
     ("nstats", np.int64),  # statistics of the stream (the batch_stats length)
@@ -118,7 +133,8 @@ class PlaceParams:
         cls, *, period: int, max_jump: int, block_lo: int, block_hi: int, start_channel: int,
         chans_per_heap: int, nblocks: int, steps_per_chunk: int, nbaseline: int,
         heap_bytes: int, byte_order: cbf_sdp.ByteOrder, stat_indices: dict[Stat, int],
-        known_items: tuple[int, ...], meta_ids: tuple[int, ...],
+        known_items: tuple[int, ...], meta_ids: tuple[int, ...], slot_bytes: int = 0,
+        data_item: int = -1, scan_item: int = -1,
     ) -> PlaceParams:
         known = tuple(known_items) + SPEAD_CONTROL_ITEMS
         if len(known) > MAX_KNOWN or len(meta_ids) > MAX_META:
@@ -131,6 +147,8 @@ class PlaceParams:
         r["chans_per_heap"], r["nblocks"] = chans_per_heap, nblocks
         r["steps_per_chunk"], r["nbaseline"] = steps_per_chunk, nbaseline
         r["heap_bytes"] = heap_bytes
+        r["slot_bytes"] = slot_bytes or heap_bytes
+        r["data_item"], r["scan_item"] = data_item, scan_item
         r["bswap"] = 1 if byte_order == cbf_sdp.ByteOrder.LITTLE else 0
         r["stat_index"] = [stat_indices[stat] for stat in Stat]
         r["nstats"] = max(stat_indices.values()) + 1
@@ -205,7 +223,8 @@ def _count(p, stats, stat):
 
 @numba.njit(cache=True)
 def _scan_packet(pkt, p, is_meta):
-    """0 ok, 1 wrong flavour, 2 unknown item. For a metadata heap, store metadata values."""
+    """0 ok, 1 wrong flavour, 2 unknown item. For a metadata heap, store metadata values; for
+    a data heap, find the data item's address and length and the scan id's address."""
     n = pkt.shape[0]
     if n < 8 or pkt[0] != 0x53 or pkt[1] != 4 or pkt[2] != 2 or pkt[3] != 6:
         return 1
@@ -214,6 +233,10 @@ def _scan_packet(pkt, p, is_meta):
         return 1
     payload_start = 8 + 8 * nitems
     payload_offset = np.int64(-1)
+    heap_length = np.int64(-1)
+    data_off = np.int64(-1)
+    scan_off = np.int64(-1)
+    others = np.int64(0)
     stored = False
     for i in range(nitems):
         ptr = _be64(pkt, 8 + 8 * i)
@@ -222,12 +245,22 @@ def _scan_packet(pkt, p, is_meta):
         value = np.int64(ptr & np.uint64(0xFFFFFFFFFFFF))
         if item_id == 0x03:
             payload_offset = value
+        elif item_id == 0x02:
+            heap_length = value
         known = False
         for k in range(p.nknown):
             if p.known[k] == item_id:
                 known = True
         if not known:
             return 2
+        if not imm and item_id != 0:
+            if item_id == p.data_item:
+                data_off = value
+            elif item_id == p.scan_item:
+                scan_off = value
+                others += 1
+            else:
+                others += 1
         if is_meta:
             for k in range(p.nmeta):
                 if p.meta_ids[k] == item_id:
@@ -241,6 +274,19 @@ def _scan_packet(pkt, p, is_meta):
                         stored = True
     if stored:
         p.meta_seq += 1
+    data_end = heap_length
+    if data_off >= 0:
+        for i in range(nitems):  # the data item ends where the next addressed item starts
+            ptr = _be64(pkt, 8 + 8 * i)
+            if (ptr >> np.uint64(63)) == 0:
+                item_id = np.int64((ptr >> np.uint64(48)) & np.uint64(0x7FFF))
+                addr = np.int64(ptr & np.uint64(0xFFFFFFFFFFFF))
+                if item_id != 0 and data_off < addr < data_end:
+                    data_end = addr
+    p.cur_data_off = data_off
+    p.cur_data_len = data_end - data_off if data_off >= 0 and data_end >= 0 else -1
+    p.cur_scan_off = scan_off
+    p.cur_others = others
     return 0
 
 
@@ -279,7 +325,7 @@ def _place_step(d, p, stats, step, block):
     heap_index = (step % spc) * p.nblocks + block
     d.chunk_id = step // spc
     d.heap_index = heap_index
-    d.heap_offset = heap_index * p.heap_bytes
+    d.heap_offset = heap_index * p.slot_bytes
     return True
 
 
@@ -314,20 +360,40 @@ def place_vis(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in sp
     items = numba.carray(intp_to_voidptr(d.items), N_VIS_ITEMS, dtype=np.int64)
     stats = numba.carray(intp_to_voidptr(d.batch_stats), p.nstats, dtype=np.uint64)
     bswap = p.bswap
-    is_meta = items[VisItem.TIMESTAMP_COUNT] < 0 or items[VisItem.TIMESTAMP_FRACTION] < 0
+    is_meta = (items[VisItem.TIMESTAMP_COUNT] < 0 or items[VisItem.TIMESTAMP_FRACTION] < 0
+               or items[VisItem.STREAM_CTRL] >= 0)
     if not _prologue(d, p, stats, is_meta):
         return
     if is_meta:
         _count_control(p, stats, items[VisItem.STREAM_CTRL])
         return
-    if (_u32(items[VisItem.CHANNEL_COUNT], bswap) != p.chans_per_heap
-            or _u32(items[VisItem.BASELINE_COUNT], bswap) != p.nbaseline
-            or items[VisItem.HEAP_LENGTH] != p.heap_bytes):
-        _count(p, stats, Stat.REJECTED_BAD_SHAPE)
+    # channel and baseline counts are checked when sent (a sender may send them only once)
+    chan_count = items[VisItem.CHANNEL_COUNT]
+    if chan_count >= 0 and _u32(chan_count, bswap) != p.chans_per_heap:
+        _count(p, stats, Stat.REJECTED_BAD_CHANNEL_COUNT)
         return
-    block = _block_of(p, stats, _u32(items[VisItem.CHANNEL_ID], bswap))
-    if block < 0:
+    nbl = items[VisItem.BASELINE_COUNT]
+    if nbl >= 0 and _u32(nbl, bswap) != p.nbaseline:
+        _count(p, stats, Stat.REJECTED_BAD_BASELINE_COUNT)
         return
+    # without a channel id (a sender may send it only once), a stream of one channel block
+    # can only be carrying that block
+    single = p.block_hi - p.block_lo == 1
+    if p.cur_data_off < 0 or (items[VisItem.CHANNEL_ID] < 0 and not single):
+        _count(p, stats, Stat.REJECTED_MISSING_ITEM)
+        return
+    if p.cur_data_len != p.heap_bytes:
+        _count(p, stats, Stat.REJECTED_BAD_VIS_SIZE)
+        return
+    if items[VisItem.HEAP_LENGTH] < 0 or items[VisItem.HEAP_LENGTH] > p.slot_bytes:
+        _count(p, stats, Stat.REJECTED_HEAP_TOO_LARGE)
+        return
+    if items[VisItem.CHANNEL_ID] < 0:
+        block = p.block_lo
+    else:
+        block = _block_of(p, stats, _u32(items[VisItem.CHANNEL_ID], bswap))
+        if block < 0:
+            return
     ticks = ((_u32(items[VisItem.TIMESTAMP_COUNT], bswap) << 32)
              | _u32(items[VisItem.TIMESTAMP_FRACTION], bswap))
     period = p.period
@@ -339,7 +405,14 @@ def place_vis(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in sp
     if rel_t < 0 or resid > period // 8 or resid < -(period // 8):
         _count(p, stats, Stat.REJECTED_BAD_TIMESTAMP)
         return
-    _place_step(d, p, stats, step, block)
+    if _place_step(d, p, stats, step, block):
+        if p.cur_others > 0:
+            _count(p, stats, Stat.DATA_HEAPS_WITH_METADATA)
+        extra = numba.carray(intp_to_voidptr(d.extra), VIS_EXTRA_BYTES // 8, dtype=np.int64)
+        extra[0] = p.cur_data_off
+        extra[1] = p.cur_scan_off
+        d.extra_offset = d.heap_index * VIS_EXTRA_BYTES
+        d.extra_size = VIS_EXTRA_BYTES
 
 
 @numba.cfunc(_SIG, cache=True)
@@ -354,9 +427,11 @@ def place_beam(data_ptr, data_size, params_ptr):  # pragma: no cover - runs in s
     if is_meta:
         _count_control(p, stats, items[BeamItem.STREAM_CTRL])
         return
-    if (items[BeamItem.HEAP_LENGTH] != p.heap_bytes or items[BeamItem.FIRST_CHANNEL] < 0
-            or items[BeamItem.SCALE] < 0):
-        _count(p, stats, Stat.REJECTED_BAD_SHAPE)
+    if items[BeamItem.FIRST_CHANNEL] < 0 or items[BeamItem.SCALE] < 0:
+        _count(p, stats, Stat.REJECTED_MISSING_ITEM)
+        return
+    if items[BeamItem.HEAP_LENGTH] != p.heap_bytes:
+        _count(p, stats, Stat.REJECTED_BAD_HEAP_LENGTH)
         return
     block = _block_of(p, stats, _u32(items[BeamItem.FIRST_CHANNEL], p.bswap))
     if block < 0:

@@ -151,7 +151,8 @@ class _Group:
                 chans_per_heap=spec.chans_per_heap, nblocks=spec.nblocks,
                 steps_per_chunk=spec.steps_per_chunk, nbaseline=spec.nbaseline,
                 heap_bytes=spec.heap_bytes, byte_order=settings.byte_order,
-                stat_indices=stat_indices, known_items=spec.known_items, meta_ids=spec.meta_ids)
+                stat_indices=stat_indices, known_items=spec.known_items, meta_ids=spec.meta_ids,
+                slot_bytes=spec.slot_bytes, data_item=spec.data_item, scan_item=spec.scan_item)
             chunk_config = recv.ChunkStreamConfig(
                 items=list(spec.items), max_chunks=settings.max_chunks,
                 place=params.low_level_callable(spec.cfunc), max_heap_extra=spec.extra_bytes)
@@ -161,7 +162,7 @@ class _Group:
             extra = (np.zeros(assembler.heaps_per_chunk * spec.extra_bytes, np.uint8)
                      if spec.extra_bytes else None)
             self.group.add_free_chunk(recv.Chunk(
-                data=np.zeros(assembler.heaps_per_chunk * assembler.heap_bytes, np.uint8),
+                data=np.zeros(assembler.heaps_per_chunk * assembler.slot_bytes, np.uint8),
                 present=np.zeros(assembler.heaps_per_chunk, np.uint8), extra=extra))
         for i, member in enumerate(self.group):
             transport.add(i, member)
@@ -206,6 +207,7 @@ class ChunkReceiver:
         self._last_rejected_datagrams = DatagramRejectCounter.count
         self._last_rcvbuf = udp_rcvbuf_errors()
         self._lock = threading.Lock()
+        self._previous: TransferResult | None = None  # the last transfer received
         install_datagram_counter()
 
     # ------------------------------------------------------------------ counters
@@ -266,7 +268,8 @@ class ChunkReceiver:
             return None
         logger.info("transfer of scan %d ended (%s) after %d blocks",
                     state.scan_id, reason, state.blocks)
-        return TransferResult(state.scan_id, state.blocks, reason)
+        self._previous = TransferResult(state.scan_id, state.blocks, reason)
+        return self._previous
 
     def _loop(self, group: _Group, sink: BlockSink, stop: threading.Event,
               tick: Callable[[], None] | None, state: _TransferState) -> str:
@@ -325,8 +328,10 @@ class ChunkReceiver:
             # whose heaps all failed: a later chunk writes those as holes, a trailing one is
             # not part of the transfer
             return
+        extra = None if chunk.extra is None else np.asarray(chunk.extra)
         if not state.open:
-            self._begin(group, sink, state, chunk_id)
+            data_scan = asm.scan_id(np.asarray(chunk.data), present, extra)
+            self._begin(group, sink, state, chunk_id, data_scan)
         if chunk_id < state.next_chunk:
             c.add("heaps_too_old_total", int(present.sum()))
             return
@@ -342,12 +347,13 @@ class ChunkReceiver:
             state.next_chunk += 1
         seg = self._open_segment(sink)
         try:
-            extra = None if chunk.extra is None else np.asarray(chunk.extra)
-            asm.fill(np.asarray(chunk.data), present, extra, seg.data, seg.weights)
+            unpopulated = asm.fill(np.asarray(chunk.data), present, extra, seg.data, seg.weights)
         except BaseException:
             seg.commit(0, 0)
             raise
         complete = int(present.sum())
+        if unpopulated:
+            c.add("heaps_fd_unpopulated_total", unpopulated)
         c.add("heaps_complete_total", complete)
         c.add("bytes_total", complete * asm.heap_bytes)
         state.held = _Held(seg, complete, last_present_step(present, asm.steps_per_chunk))
@@ -380,10 +386,27 @@ class ChunkReceiver:
         self.counters.add("blocks_total")
         state.blocks += 1
 
-    def _begin(self, group: _Group, sink: BlockSink, state: _TransferState, chunk_id: int) -> None:
+    def _begin(self, group: _Group, sink: BlockSink, state: _TransferState, chunk_id: int,
+               data_scan: int | None) -> None:
         meta = group.metadata(self.settings.byte_order)
         raw_scan = meta.get(cbf_sdp.SCAN_ID, meta.get(pst.BEAM_SCAN_ID))
+        if raw_scan is None:
+            raw_scan = data_scan
         scan_id = self.settings.default_scan_id if raw_scan is None else raw_scan % (1 << 64)
+        if not group.stats().get(Stat.START_HEAPS.stat_name, 0):
+            previous = self._previous
+            if previous is not None and previous.reason == "end" and previous.scan_id == scan_id:
+                # the scan went on after end heaps: a stray or forged end heap split it
+                self.counters.add("transfers_split_total")
+                logger.warning("scan %d continues after the end heaps that ended its last "
+                               "transfer (a stray or forged end heap?): a new transfer starts",
+                               scan_id)
+            self.counters.add("transfers_missed_start_total")
+            logger.warning(
+                "transfer opened without a start heap (receiver started mid-scan): scan id %d "
+                "from %s, frequencies from the stream or config", scan_id,
+                "the metadata heap" if cbf_sdp.SCAN_ID in meta or pst.BEAM_SCAN_ID in meta
+                else "the data heaps" if data_scan is not None else "config")
         data_header, weights_header = self.assembler.headers(chunk_id, group.phase(), meta, scan_id)
         sink.begin(data_header, weights_header)
         state.open, state.scan_id, state.next_chunk = True, scan_id, chunk_id

@@ -1,9 +1,10 @@
 """The svc-ingest service: the scan lifecycle around :class:`ChunkReceiver`.
 
-configure_beam attaches the ring-pair writer and checks the ring block sizes; start_scan
-receives transfers (one per stream start..end) until end_scan; autonomous mode receives
-transfer after transfer. SCAN_ID of start_scan is used when the stream's metadata heap gives
-none.
+configure_beam attaches the ring-pair writer and checks the ring block sizes (a missing ring,
+a second writer or wrong block sizes are refusals: state unchanged, exit 3 in autonomous
+mode); start_scan receives transfers (one per stream start..end) until end_scan; autonomous
+mode receives transfer after transfer. SCAN_ID of start_scan is used when neither the
+stream's metadata heap nor its data heaps give one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 import threading
 
 from ringbuf import RingPairWriter
-from services.common.lifecycle import Service
+from ringbuf.errors import RingBusy, RingLayoutMismatch, RingNotFound, RingPermissionError
+from services.common.lifecycle import Refused, Service
 from services.ingest.assemble import make_assembler
 from services.ingest.config import IngestConfig
 from services.ingest.counters import IngestCounters
@@ -34,12 +36,25 @@ class IngestService(Service):
         self._last_complete = 0
 
     def configure_beam(self, config: IngestConfig) -> None:
+        """Attach the ring-pair writer; a missing ring, a ring pair that already has a writer
+        or blocks of the wrong size are refusals (state unchanged), not failures."""
+        try:
+            writer = RingPairWriter(config.data_key, config.weights_key)
+        except (RingNotFound, RingBusy, RingPermissionError) as exc:
+            raise Refused(str(exc)) from None
+        try:
+            sink = RingPairSink(writer)
+            asm = make_assembler(config, sink.data_bufsz)
+            check_block_sizes(sink, asm.data_bytes, asm.weights_bytes,
+                              f"rings {config.data_key}/{config.weights_key}")
+        except RingLayoutMismatch as exc:
+            writer.close()
+            raise Refused(str(exc)) from None
+        except BaseException:
+            writer.close()
+            raise
         self.ingest_config = config
-        self.writer = RingPairWriter(config.data_key, config.weights_key)
-        sink = RingPairSink(self.writer)
-        asm = make_assembler(config, sink.data_bufsz)
-        check_block_sizes(sink, asm.data_bytes, asm.weights_bytes,
-                          f"rings {config.data_key}/{config.weights_key}")
+        self.writer = writer
 
     def deconfigure_beam(self) -> None:
         if self.writer is not None:

@@ -38,6 +38,7 @@ from ringbuf import (
     Segment,
     Timeout,
 )
+from services.common.config import ConfigError
 from services.common.lifecycle import Refused, Service, StartScanConfig
 from services.stat.compute import StatResult, warm_up
 from services.stat.config import StatBeamConfig, StatDaemonConfig, StatScanConfig
@@ -219,7 +220,7 @@ class StatService(Service):
                 header, segment.weights_header, self.scan.source,
                 [files] if scalar is None else [files, scalar])
             return _Transfer(processor, files, scalar)
-        except HeaderError as exc:
+        except (HeaderError, ConfigError) as exc:
             logger.error("transfer %d skipped: %s", xfer_id, exc)
             self.counters.bad_segments.add(BadSegment.INVALID)
             return None

@@ -95,8 +95,7 @@ def test_validation_and_hook_refusals_over_the_socket(demo):
     assert reply["reason"] == "invalid_config" and reply["state"] == "Idle"
     assert reply["error"] == (
         "configure_beam config: 3 problems: EXTRA: unknown key for configure_beam; "
-        "DATA_KEY 'nothex' (command): is not a ring key (1 to 8 hexadecimal digits, "
-        "e.g. a000); "
+        "DATA_KEY 'nothex' (command): is not a ring key (1 to 8 hexadecimal digits, e.g. a000); "
         "WEIGHTS_KEY: missing, required (weights ring key)"
     )
     reply = demo.request(

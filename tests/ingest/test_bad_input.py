@@ -54,7 +54,7 @@ def heap(ig, dump, block, ts=None, chan=None, nchan=CPS, shape=(CPS, NBL), **ext
 def test_bad_input_is_counted_and_never_corrupts(key_factory):
     cfg = ingest_config(DATA_KEY=key_factory(), WEIGHTS_KEY=key_factory(), PORT_START=1,
                         NSTREAMS=2, NANT=NANT, NCHAN=NCHAN, CHANNELS_PER_STREAM=CPS, INT_TIME=1,
-                        MAX_TIME_JUMP=1000, STREAM_TIMEOUT_S=30)
+                        MAX_TIME_JUMP=1000, STREAM_TIMEOUT_S=30, MAX_HEAP_METADATA_BYTES=256)
     queues = [spead2.InprocQueue(), spead2.InprocQueue()]
     sink = MemorySink(NCHAN * NBL * 32, NCHAN * NBL * 2)
     receiver = ChunkReceiver(make_assembler(cfg, sink.data_bufsz), settings_of(cfg),
@@ -79,6 +79,15 @@ def test_bad_input_is_counted_and_never_corrupts(key_factory):
     streams[0].send_heap(heap(ig, 0, 0, ts=(T0 + 10**6, 0)))  # far from the window
     streams[0].send_heap(heap(ig, 0, 0, ts=(T0 + 1, 1 << 31)))  # half a dump off: misaligned
     streams[0].send_heap(heap(make_ig(extra_item=True), 3, 0, mystery=5))  # unknown item
+    streams[0].send_heap(heap(ig, 3, 0, nbl=NBL + 1))  # baseline count
+    streams[0].send_heap(heap(make_ig(shape=(CPS, NBL + 1)), 3, 0,
+                              shape=(CPS, NBL + 1)))  # counts right, visibilities too long
+    no_data = make_ig()
+    for name, value in (("count", T0 + 3), ("frac", 0), ("chan", 0), ("nchan", CPS), ("nbl", NBL)):
+        no_data[name].value = value
+    streams[0].send_heap(no_data.get_heap(descriptors="all", data="all"))  # no visibilities
+    heap(ig, 3, 0)
+    streams[0].send_heap(ig.get_heap(descriptors="all", data="all"))  # > 256 B of descriptors
     flavour_40 = spead2.Flavour(4, 64, 40, 0)
     streams[0].send_heap(heap(make_ig(flavour=flavour_40), 3, 0))  # wrong flavour
     for s in streams:
@@ -91,7 +100,12 @@ def test_bad_input_is_counted_and_never_corrupts(key_factory):
     assert c.heaps_duplicate_total == 1
     assert c.datagrams_rejected_total >= 1
     snap = c.snapshot()
-    assert snap["heaps_rejected_bad_shape_total"] == 1
+    assert snap["heaps_rejected_bad_channel_count_total"] == 1
+    assert snap["heaps_rejected_bad_baseline_count_total"] == 1
+    assert snap["heaps_rejected_bad_vis_size_total"] == 1
+    assert snap["heaps_rejected_missing_item_total"] == 1
+    assert snap["heaps_rejected_heap_too_large_total"] == 1
+    assert snap["heaps_rejected_bad_heap_length_total"] == 0  # beams only
     assert snap["heaps_rejected_wrong_channel_total"] == 2
     assert snap["heaps_rejected_bad_timestamp_total"] == 2
     assert snap["heaps_rejected_unknown_item_total"] == 1

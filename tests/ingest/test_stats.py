@@ -16,8 +16,9 @@ def test_every_statistic_is_one_documented_counter():
     rejects = [stat for stat in Stat if stat.reason is not None]
     assert [r.value for r in Reject] == [s.reason for s in rejects]
     assert {n for n in described if n.startswith("heaps_rejected_")} == {s.counter for s in rejects}
-    assert Stat.REJECTED_BAD_SHAPE.counter == "heaps_rejected_bad_shape_total"
-    assert Stat.REJECTED_BAD_SHAPE.reject is Reject("bad_shape")
+    assert Stat.REJECTED_BAD_VIS_SIZE.counter == "heaps_rejected_bad_vis_size_total"
+    assert Stat.REJECTED_BAD_VIS_SIZE.reject is Reject("bad_vis_size")
+    assert "heaps_rejected_bad_shape_total" not in described  # no catch-all reason
     assert Stat.HEAPS_RECEIVED.counter == "heaps_received_total"
     assert Stat.END_HEAPS.stat_name == "end_heaps"
     assert [int(s) for s in Stat] == list(range(len(Stat)))  # slots of the callback's table

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -23,20 +22,24 @@ RINGBUF = [sys.executable, "-c", "from ringbuf.cli import main; main()"]
 BLOCK = 128 << 20  # 2 x 128 MiB of data: far more than a Python process needs to inspect it
 
 
-def _low_memlock() -> None:
-    resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 << 10, 64 << 10))
+# A small launcher: RLIMIT_MEMLOCK 64 KiB, run the command, write its peak RSS (KiB) to argv[1].
+# The command is started from this small interpreter, not forked from pytest (a fork from a big
+# parent would count the parent's pages in the child's peak).
+LAUNCH = """import resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 << 10, 64 << 10))
+code = subprocess.call(sys.argv[2:])
+open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
 
 
 def run_measured(tmp_path: Path, *args: str) -> tuple[int, str, str, int]:
     """Run ``ringbuf ARGS``; return exit code, stdout, stderr and peak RSS in bytes."""
-    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    peak = tmp_path / "peak.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(out, "w") as fout, open(err, "w") as ferr:
-        proc = subprocess.Popen([*RINGBUF, *args], cwd=REPO, env=env, stdout=fout,
-                                stderr=ferr, preexec_fn=_low_memlock)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out.read_text(), err.read_text(), usage.ru_maxrss * 1024
+    proc = subprocess.run([sys.executable, "-c", LAUNCH, peak, *RINGBUF, *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr, int(peak.read_text()) * 1024
 
 
 @pytest.fixture

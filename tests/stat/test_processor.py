@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ringbuf import HeaderError, Segment
+from ringbuf import Segment
 from ringbuf.file_segments import FileSegmentProducer
-from services.common.config import ConfigSource
+from services.common.config import ConfigError, ConfigSource
 from services.formats.pst import PstLayout
 from services.stat.compute import StatResult
 from services.stat.config import StatConfig
@@ -71,5 +71,5 @@ def test_config_layers_over_the_header_and_bad_header_values_name_the_key() -> N
     processor = StatProcessor.for_transfer(data_h, weights_h, source)
     assert processor.config == StatConfig(req_time_bins=1024, req_freq_bins=2, nrebin=8)
     data_h.set("STAT_REQ_TIME_BINS", "lots")
-    with pytest.raises(HeaderError, match=r"STAT_REQ_TIME_BINS 'lots' \(data header"):
+    with pytest.raises(ConfigError, match=r"STAT_REQ_TIME_BINS 'lots' \(data header"):
         StatProcessor.for_transfer(data_h, weights_h, source)
