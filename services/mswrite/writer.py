@@ -381,11 +381,24 @@ class VisWriter:
         return self._table
 
     def _write_error(self, exc: BaseException) -> MsWriteError:
-        if _is_disk_full(exc):
-            return MsWriteError(f"{self.partial_path}: disk full after {self._dumps} dumps; "
-                                "the partial MS keeps the dumps flushed before")
+        # casacore does not always pass ENOSPC on ("write error ...: Success"): a disk with
+        # less than the margin left at this moment is taken as the cause
+        if _is_disk_full(exc) or _free_bytes(self.partial_path.parent) < FREE_SPACE_MARGIN:
+            return MsWriteError(f"{self.partial_path}: disk full after {self._dumps} dumps "
+                                f"({_one_line(exc)}); the partial MS keeps the dumps flushed "
+                                "before")
         return MsWriteError(f"{self.partial_path}: write failed after {self._dumps} dumps: "
                             f"{_one_line(exc)}")
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged writer may still use in ``directory`` (a large number if it
+    cannot say)."""
+    try:
+        stat = os.statvfs(directory if str(directory) else Path("."))
+    except OSError:
+        return 1 << 62
+    return stat.f_bavail * stat.f_frsize
 
 
 def _bytes_needed(stream: VisStream, ndumps: int) -> int:
