@@ -28,6 +28,7 @@ each with the layer its value came from.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ringbuf import DadaHeader, normalise_key, pair_keys
+from ringbuf.errors import HeaderError
 from services.common.errors import ServiceError
 
 ENV_PREFIX = "RINGPIPE_"
@@ -153,22 +155,50 @@ def _convert(kind: Callable[..., Any], raw: object) -> Any:
 
 
 def octal(text: str) -> int:
-    """Parse a file mode such as ``0660``."""
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise ValueError("is not an octal file mode such as 0660") from None
+    """Parse a file mode such as ``0660``: octal digits only, permission bits only (at most
+    0777: no setuid, setgid or sticky bit)."""
+    digits = text[2:] if text.lower().startswith("0o") else text
+    if not re.fullmatch(r"[0-7]{1,4}", digits):
+        raise ValueError("is not an octal file mode such as 0660")
+    mode = int(digits, 8)
+    if mode > 0o777:
+        raise ValueError("sets setuid, setgid or sticky bits: use permission bits only "
+                         "(at most 0777), such as 0660")
+    return mode
+
+
+def socket_mode(mode: int) -> None:
+    """A validator for a control socket's mode: the owner can connect, other users cannot."""
+    if not mode & 0o200:
+        raise ValueError("must let the owner write (connect), such as 0660")
+    if mode & 0o002:
+        raise ValueError("lets every user on the host control the daemon: give a group "
+                         "access instead, such as 0660")
 
 
 # --------------------------------------------------------------------------- validators
 def positive(value: float) -> None:
     if not value > 0:
         raise ValueError("must be positive")
+    if value == math.inf:
+        raise ValueError("must be finite")
 
 
 def non_negative(value: float) -> None:
     if not value >= 0:
         raise ValueError("must not be negative")
+    if value == math.inf:
+        raise ValueError("must be finite")
+
+
+#: the longest wait a timeout setting may ask for (threading cannot wait for ever, or inf)
+MAX_TIMEOUT_S = 86400.0
+
+
+def timeout_seconds(value: float) -> None:
+    """A validator for a wait: more than 0 and at most :data:`MAX_TIMEOUT_S` (not inf/nan)."""
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise ValueError(f"must be more than 0 and at most {MAX_TIMEOUT_S:g} s")
 
 
 def in_range(low: float, high: float) -> Callable[[float], None]:
@@ -217,6 +247,8 @@ class ConfigSource:
     environ: Mapping[str, str] = field(default_factory=dict)
     overrides: tuple[tuple[str, Mapping[str, object]], ...] = ()
     env_prefix: str = ENV_PREFIX
+    #: per file in ``files``: the line number of each key (for messages)
+    file_lines: tuple[Mapping[str, int], ...] = ()
 
     @classmethod
     def load(
@@ -226,9 +258,13 @@ class ConfigSource:
         environ: Mapping[str, str] | None = None,
         env_prefix: str = ENV_PREFIX,
     ) -> ConfigSource:
-        """Read config files (HeaderError naming file and line) and ``-o KEY=VALUE`` options."""
-        files = tuple((str(p), dict(DadaHeader.load(p).items())) for p in paths)
-        source = cls(files, dict(os.environ if environ is None else environ), (), env_prefix)
+        """Read config files (:func:`read_config_file`: HeaderError naming file and line) and
+        ``-o KEY=VALUE`` options."""
+        loaded = [(str(p), *read_config_file(p)) for p in paths]
+        files = tuple((path, values) for path, values, _ in loaded)
+        lines = tuple(numbers for _, _, numbers in loaded)
+        source = cls(files, dict(os.environ if environ is None else environ), (), env_prefix,
+                     lines)
         if overrides:
             source = source.with_overrides("-o", parse_overrides(overrides))
         return source
@@ -236,7 +272,8 @@ class ConfigSource:
     def with_overrides(self, origin: str, values: Mapping[str, object]) -> ConfigSource:
         """A new source with ``values`` (from ``origin``) above every existing layer."""
         return ConfigSource(
-            self.files, self.environ, self.overrides + ((origin, dict(values)),), self.env_prefix
+            self.files, self.environ, self.overrides + ((origin, dict(values)),), self.env_prefix,
+            self.file_lines,
         )
 
     def lookup(self, key: str) -> tuple[object, str] | None:
@@ -267,6 +304,56 @@ class ConfigSource:
         if self.files:
             return "config " + ", ".join(path for path, _ in self.files)
         return "config"
+
+
+#: a config key: upper case (DATA_KEY), or a dotted lower-case option (transmission.rate)
+_KEY_STYLE = re.compile(r"[A-Z][A-Z0-9_]*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+
+
+def read_config_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """Read a ``KEY value`` config file: ``({KEY: value}, {KEY: line number})``.
+
+    Stricter than a ring header (whose grammar it shares): one :class:`HeaderError` naming
+    the file and each line for a NUL byte (a header ends there, so the rest would be
+    ignored), a key that is neither upper case (``DATA_KEY``) nor a dotted option
+    (``transmission.rate``) (a lower-case key, or a line of prose not behind ``#``), and a
+    key set twice (the first would win unseen).
+    """
+    data = _read_bytes(path)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise HeaderError(f"{path}: line {line}: NUL byte: a config file is text (the rest of "
+                          "the file would be ignored); fix or recreate the file")
+    header = DadaHeader.from_bytes(data, source=str(path))  # ASCII and 'KEY value' lines
+    problems: list[str] = []
+    first: dict[str, int] = {}
+    for lineno, raw in enumerate(header.text.split("\n"), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key = stripped.split()[0]
+        if not _KEY_STYLE.fullmatch(key):
+            lower = key.islower() and _KEY_STYLE.fullmatch(key.upper())
+            hint = f" (did you mean {key.upper()}?)" if lower else \
+                "; start a line of text with '#'"
+            problems.append(f"line {lineno}: {key!r} is not a config key: keys are upper case "
+                            f"(DATA_KEY) or dotted options (transmission.rate){hint}")
+        elif key in first:
+            problems.append(f"line {lineno}: {key} is set again (first on line {first[key]}, "
+                            "which would win): set each key once")
+        else:
+            first[key] = lineno
+    if problems:
+        raise HeaderError(f"{path}: " + "; ".join(problems))
+    return dict(header.items()), first
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise HeaderError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def parse_overrides(items: Sequence[str] | Mapping[str, object]) -> dict[str, object]:
@@ -351,14 +438,26 @@ def build_config(cls: type[C], source: ConfigSource, where: str | None = None) -
         raw, origin = found
         try:
             values[f.name] = spec.parse(raw)
-        except ValueError as exc:
-            problems.append(f"{spec.key} {raw!r} ({origin}): {exc}")
+        except (ValueError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            problems.append(f"{spec.key} {_shorten(raw)!r} ({origin}): {reason}")
     if not problems:
         config = cls(source=source, **values)
-        problems = list(config.check())
+        try:
+            problems = list(config.check())
+        except (ValueError, OSError) as exc:  # a check that met a path it cannot look at
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems = [f"{reason}: {_shorten(getattr(exc, 'filename', '') or '')}"]
         if not problems:
             return config
     raise ConfigError(where or source.describe(), problems)
+
+
+def _shorten(value: object, limit: int = 80) -> object:
+    """A value as it goes into a one-line message: long text is cut in the middle."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit // 2]}...{value[-limit // 2:]} ({len(value)} characters)"
+    return value
 
 
 # --------------------------------------------------------------------------- daemon settings
@@ -382,7 +481,8 @@ class DaemonConfig(Config):
         help="control socket path (default $RUNTIME_DIRECTORY/<name>.sock or /run/ringpipe/...)",
     )
     control_socket_mode: int = setting(
-        "CONTROL_SOCKET_MODE", octal, default=0o660, help="permissions of the control socket"
+        "CONTROL_SOCKET_MODE", octal, default=0o660, validator=socket_mode,
+        help="permissions of the control socket (at most 0777, owner rw, not world-writable)",
     )
     log_level: str = setting(
         "LOG_LEVEL", str, default="", validator=log_level, help="DEBUG, INFO (default), ..."
@@ -395,8 +495,8 @@ class DaemonConfig(Config):
         help="health turns DEGRADED after this long without data while scanning",
     )  # fmt: skip
     stop_timeout_s: float = setting(
-        "STOP_TIMEOUT_S", float, default=20.0, validator=positive,
-        help="how long end_scan / shutdown waits for the scan loop to drain",
+        "STOP_TIMEOUT_S", float, default=20.0, validator=timeout_seconds,
+        help="how long end_scan / shutdown waits for the scan loop to drain (s, up to a day)",
     )  # fmt: skip
 
 

@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RUN_DIR = "/run/ringpipe"
 _MAX_PATH = 107  # sockaddr_un.sun_path minus the terminating NUL
+#: connections served at once; one more gets a ``busy`` reply and is closed
+MAX_CONNECTIONS = 16
+#: a connection with no request for this long is closed (so idle clients cannot hold every
+#: slot for long: an operator waits at most this long for one)
+IDLE_TIMEOUT_S = 5.0
 
 Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
 
@@ -84,8 +89,8 @@ class ControlServer:
         state: Callable[[], str | None] | None = None,
         counters: ControlCounters | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
-        max_connections: int = 16,
-        idle_timeout_s: float = 60.0,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.path = path
         self.handler = handler
@@ -94,6 +99,7 @@ class ControlServer:
         self.counters = counters if counters is not None else ControlCounters()
         self.max_message_bytes = max_message_bytes
         self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
         self._state = state or (lambda: None)
         self._slots = threading.BoundedSemaphore(max_connections)
         self._closing = threading.Event()
@@ -193,7 +199,12 @@ class ControlServer:
         self.counters.requests_rejected.add(Reject.BUSY)
         try:
             conn.sendall(
-                encode(_reply_error("busy", "too many control connections", self._state()))
+                encode(_reply_error(
+                    "busy",
+                    f"too many control connections ({self.max_connections} open; idle ones "
+                    f"are closed after {self.idle_timeout_s:g} s): try again",
+                    self._state(),
+                ))
             )
         except OSError:
             pass
@@ -314,7 +325,10 @@ class ControlClient:
         self.connect()
         assert self._sock is not None
         try:
-            self._sock.sendall(frame)
+            try:
+                self._sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the daemon closed at once: its reply (e.g. busy) may be waiting
             payload = read_frame(self._sock)
         except ProtocolError as exc:
             self.close()

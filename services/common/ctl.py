@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from ringbuf import DadaHeader
 from ringbuf.errors import HeaderError
-from services.common.config import ConfigError, parse_overrides
+from services.common.config import ConfigError, parse_overrides, read_config_file
 from services.common.control import ControlClient, ControlError
 from services.common.runner import COMMANDS
 
@@ -82,7 +81,8 @@ def main(
     COMMAND is status or a lifecycle command: configure_beam, configure_scan, start_scan,
     end_scan, deconfigure_scan, deconfigure_beam, reset. Its config keys come from
     CONFIG_FILE (KEY value lines) and -o KEY=VALUE. Exits 0 if the daemon accepted the
-    command, 1 if it refused it, 3 if the daemon cannot be reached.
+    command, 1 if it refused it, 3 if the daemon cannot be reached or is busy
+    (more control connections open than it serves: try again).
 
     \b
     Examples:
@@ -95,7 +95,7 @@ def main(
     config: dict[str, object] = {}
     try:
         if config_file:
-            config.update(DadaHeader.load(config_file).items())
+            config.update(read_config_file(config_file)[0])
         config.update(parse_overrides(overrides))
     except (HeaderError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -112,5 +112,7 @@ def main(
         else:
             extra = f" ({reply['error']})" if reply.get("error") else ""
             click.echo(f"{command}: ok, state {reply.get('state')}{extra}")
+    if reply.get("reason") == "busy":  # the daemon did not look at the command
+        raise _Unreachable(f"busy: {reply.get('error')} (state {reply.get('state')})")
     if not reply.get("ok"):
         raise _Refused(f"{reply.get('error')} (state {reply.get('state')})")

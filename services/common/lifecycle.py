@@ -253,7 +253,8 @@ class Lifecycle:
             with self._state_lock:
                 start = self._unwind_from if self._state is State.RUNTIME_ERROR else self._state
             errors = self._unwind(start)
-            self._set_state(State.IDLE, "shutdown")
+            if not self.scan_running:
+                self._set_state(State.IDLE, "shutdown")
             return errors
 
     # Internals ----------------------------------------------------------------------------
@@ -345,6 +346,8 @@ class Lifecycle:
             return Outcome(False, self._state, "reset takes no config", "invalid_config")
         start = self._unwind_from if self._state is State.RUNTIME_ERROR else self._state
         errors = self._unwind(start)
+        if self.scan_running:  # nothing was undone: the scan thread still uses it all
+            return Outcome(False, self._state, "; ".join(errors), "failed")
         self.error = None
         self._set_state(State.IDLE, "reset")
         if errors:
@@ -362,7 +365,9 @@ class Lifecycle:
         if level >= 3:
             stuck = self._stop_worker()
             if stuck is not None:
-                errors.append(stuck)
+                # Never close what a running scan thread uses (the rings, the open output):
+                # it would crash the process. Leave everything to the thread or process exit.
+                return [f"{stuck}; nothing was undone while it runs (reset again later)"]
         for needed, name, hook in steps:
             if level >= needed:
                 try:

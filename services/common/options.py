@@ -15,6 +15,7 @@ for ``-o LOG_LEVEL=...``, ``-o CONTROL_SOCKET=...`` and ``-o MODE=...`` and win 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 from collections.abc import Callable
@@ -80,6 +81,7 @@ def _build(config_type: type[C], source: ConfigSource, service_type: type[Servic
         service_type.beam_config, service_type.scan_config, service_type.start_config)
     known = set(config_type.keys()).union(*(t.keys() for t in command_types))
     problems = source.unknown_keys(known)
+    _warn_misspelt(source, known)
     config: C | None = None
     try:
         config = build_config(config_type, source)
@@ -94,6 +96,19 @@ def _build(config_type: type[C], source: ConfigSource, service_type: type[Servic
     if problems or config is None:
         raise ConfigError(source.describe(), list(dict.fromkeys(problems)))  # once each
     return config
+
+
+def _warn_misspelt(source: ConfigSource, known: set[str]) -> None:
+    """Warn, naming file and line, of each file key that this daemon does not read but that
+    looks like one it does (a typo: files may hold other programs' keys, so no error)."""
+    for (path, values), lines in zip(source.files, source.file_lines, strict=False):
+        for key in values:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            if close:
+                logger.warning("%s: line %s: %s is not a key this daemon reads (did you mean "
+                               "%s?); ignored", path, lines.get(key, "?"), key, close[0])
 
 
 def _mode(source: ConfigSource) -> Mode | None:

@@ -21,6 +21,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -219,8 +220,26 @@ def run_service(
         signals.restore()
         logger.info("final counters: %s", format_counters(service.counters.snapshot()))
         logger.info("control counters: %s", format_counters(daemon.control_counters.snapshot()))
+    if daemon.lifecycle.scan_running:
+        # The scan thread did not stop within STOP_TIMEOUT_S and still uses the rings and its
+        # outputs: nothing was closed under it, and no interpreter shutdown may either.
+        logger.error("%s: the scan loop did not stop within STOP_TIMEOUT_S %g s; exiting "
+                     "with code %d without closing what it uses", daemon.name,
+                     config.stop_timeout_s, int(ExitCode.RUNTIME))
+        _exit_now(ExitCode.RUNTIME)
     logger.info("%s exiting with code %d", daemon.name, int(code))
     return int(code)
+
+
+def _exit_now(code: int) -> None:
+    """Flush the logs and end the process at once (no interpreter shutdown, no finalizers)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _serve(

@@ -95,7 +95,8 @@ class Antennas:
         except RuntimeError as exc:
             raise MsWriteError(f"{table_path}: not a readable ANTENNA table: "
                                f"{str(exc).splitlines()[0]}") from None
-        return cls(names, positions, diameters, telescope, mount or "X-Y", stations)
+        return cls(names, positions, diameters, telescope or _telescope_of(table_path.parent),
+                   mount or "X-Y", stations)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the antenna text file :meth:`load` reads."""
@@ -121,3 +122,18 @@ class PhaseCentre:
             raise MsWriteError(f"phase centre RA {ra_deg} / Dec {dec_deg} deg is out of range "
                                "(0 <= RA < 360, -90 <= Dec <= 90)")
         return cls(float(np.radians(ra_deg)), float(np.radians(dec_deg)), name or "field")
+
+
+def _telescope_of(ms: Path) -> str:
+    """TELESCOPE_NAME of an MS's first OBSERVATION row ('' when it has none)."""
+    from casacore import tables
+
+    if not (ms / "OBSERVATION" / "table.dat").is_file():
+        return ""
+    try:
+        with tables.table(str(ms / "OBSERVATION"), ack=False) as obs:
+            return str(obs.getcell("TELESCOPE_NAME", 0)).strip() if obs.nrows() else ""
+    except RuntimeError as exc:
+        logger.warning("%s: no telescope name read from OBSERVATION: %s", ms,
+                       str(exc).splitlines()[0])
+        return ""

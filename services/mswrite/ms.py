@@ -17,6 +17,7 @@ All casacore calls of one MS must stay on one thread.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import time
@@ -262,12 +263,39 @@ class MsTable:
         self._main.flush()
 
     def close(self) -> None:
-        """Flush and close (idempotent)."""
+        """Flush and close (idempotent).
+
+        If casacore cannot write (a full disk), this raises and the tables are abandoned
+        instead of closed (see :func:`abandon`): destroying a casacore table whose flush
+        failed throws from its destructor, which aborts the process.
+        """
         if self._main is None:
             return
+        main, obs = self._main, self._obs
         try:
             self.flush()
+            obs.close()
+            main.close()
+        except BaseException:
+            abandon(obs, main)
+            raise
         finally:
-            self._obs.close()
-            self._main.close()
             self._main = None
+
+
+#: casacore tables that could not be closed; kept alive until the process exits
+_ABANDONED: list[object] = []
+
+
+def abandon(*objects: object) -> None:
+    """Keep ``objects`` (casacore tables whose flush failed) alive for good.
+
+    Their C++ destructor would try to flush once more and throw, and an exception from a
+    destructor ends the process (``std::terminate``, SIGABRT). An extra reference that is
+    never released keeps them from being destroyed, even while the interpreter shuts down;
+    the operating system closes their files at exit. The table on disk keeps its state as of
+    the last successful flush.
+    """
+    for obj in objects:
+        _ABANDONED.append(obj)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))

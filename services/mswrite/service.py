@@ -47,13 +47,21 @@ from ringbuf import (
     snapshot,
 )
 from ringbuf.errors import RingBufError
-from services.common.config import Config, DaemonConfig, RingPairConfig, non_negative, setting
+from services.common.config import (
+    Config,
+    DaemonConfig,
+    RingPairConfig,
+    non_negative,
+    one_of,
+    setting,
+)
 from services.common.counters import Counters, ReasonCounts, gauge, reasons, total
 from services.common.lifecycle import Refused, Service, StartScanConfig
 from services.mswrite.errors import MsWriteError
 from services.mswrite.metadata import Antennas, PhaseCentre
 from services.mswrite.transfer import (
     DEFAULT_NAME_TEMPLATE,
+    ExistsPolicy,
     MsTarget,
     Reason,
     TransferError,
@@ -117,19 +125,35 @@ class MsWriteScanConfig(Config):
     flush_interval_s: float = setting(
         "MS_FLUSH_INTERVAL_S", float, default=1.0, validator=non_negative,
         help="flush the MS at most this often (0: after every block)")
+    exists: str = setting(
+        "MS_EXISTS", str, default=ExistsPolicy.SUFFIX.value,
+        validator=one_of(*(p.value for p in ExistsPolicy)),
+        help="the MS of a transfer exists (the scan was sent again): suffix (write "
+             "NAME_rep2.ms, ...), refuse (drain it) or overwrite")
 
     def check(self) -> Iterable[str]:
-        if not self.output_dir.is_dir():
+        out = _unusable_path("MS_OUTPUT_DIR", self.output_dir)
+        if out:
+            yield out
+        elif not self.output_dir.is_dir():
             yield f"MS_OUTPUT_DIR {self.output_dir}: not a directory"
         elif not os.access(self.output_dir, os.W_OK | os.X_OK):
             yield f"MS_OUTPUT_DIR {self.output_dir}: not writable"
         if bool(self.data_model) == bool(self.antenna_file):
             yield ("set exactly one of MS_DATA_MODEL and MS_ANTENNA_FILE "
                    f"(got {'both' if self.data_model else 'neither'})")
-        if self.data_model and not (Path(self.data_model) / "table.dat").is_file():
-            yield f"MS_DATA_MODEL {self.data_model}: not a MeasurementSet (no table.dat)"
-        if self.antenna_file and not Path(self.antenna_file).exists():
-            yield f"MS_ANTENNA_FILE {self.antenna_file}: no such file or directory"
+        if self.data_model:
+            model = _unusable_path("MS_DATA_MODEL", Path(self.data_model) / "table.dat")
+            if model:
+                yield model
+            elif not (Path(self.data_model) / "table.dat").is_file():
+                yield f"MS_DATA_MODEL {self.data_model}: not a MeasurementSet (no table.dat)"
+        if self.antenna_file:
+            antennas = _unusable_path("MS_ANTENNA_FILE", Path(self.antenna_file))
+            if antennas:
+                yield antennas
+            elif not Path(self.antenna_file).exists():
+                yield f"MS_ANTENNA_FILE {self.antenna_file}: no such file or directory"
         if (self.ra_deg is None) != (self.dec_deg is None):
             yield "set both PHASE_CENTRE_RA_DEG and PHASE_CENTRE_DEC_DEG, or neither"
 
@@ -138,6 +162,22 @@ class MsWriteScanConfig(Config):
         values = {**(beam.to_dict() if beam else {}), **self.to_dict()}
         return "\n".join(f"{key} {value}" for key, value in values.items()
                          if value not in ("", None))
+
+
+def _unusable_path(key: str, path: Path) -> str:
+    """A one-line problem if ``path`` cannot even be looked at (name too long, a file where
+    a directory should be, no permission, a loop), else ''. Missing is not a problem here."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    except OSError as exc:
+        text = str(path)
+        shown = text if len(text) <= 80 else f"{text[:40]}...{text[-30:]} ({len(text)} characters)"
+        return f"{key} {shown}: {exc.strerror or exc}"
+    except ValueError as exc:  # an embedded NUL
+        return f"{key} {str(path)[:80]!r}: {exc}"
+    return ""
 
 
 # --------------------------------------------------------------------------- counters
@@ -150,6 +190,10 @@ class MsWriteCounters(Counters):
         "transfers (or their rest) drained without writing, after an error")
     ms_written_total: int = total("MeasurementSets closed cleanly (renamed NAME.ms)")
     ms_aborted_total: int = total("MeasurementSets given up and left as NAME.ms.partial")
+    ms_suffixed_total: int = total(
+        "transfers whose MS existed (the scan was sent again), written as NAME_rep<n>.ms")
+    ms_overwritten_total: int = total(
+        "transfers whose MS existed, written over it (MS_EXISTS overwrite)")
     blocks_total: int = total("ring block pairs read (written or drained)")
     bytes_total: int = total("ring bytes read, data + weights (written or drained)")
     dumps_written_total: int = total("dumps written from ring blocks")
@@ -338,7 +382,7 @@ class MsWriteService(Service):
             data_model=Path(scan.data_model) if scan.data_model else None,
             antennas=None if scan.data_model else self._antennas, phase_centre=centre,
             telescope=scan.telescope, flush_interval_s=scan.flush_interval_s,
-            config_text=scan.config_text(self.beam))
+            config_text=scan.config_text(self.beam), exists=ExistsPolicy(scan.exists))
         writer = TransferWriter(target, transfer.data_header, transfer.weights_header,
                                 self.counters, resumed)
         writer.start()

@@ -7,6 +7,7 @@ Naming (``MS_NAME_TEMPLATE`` with ``{SCAN_ID}`` and ``{UTC_START}``, ending in `
     scan42_2024-06-01-12:00:00_resumed_d17.ms         continuation from dump 17
     scan42_2024-06-01-12:00:00_part002_resumed_d17.ms continuation inside a rollover part
     scan42_2024-06-01-12:00:00_resumed_d17_2.ms       2nd continuation from dump 17
+    scan42_2024-06-01-12:00:00_rep2.ms                the same scan sent again (MS_EXISTS suffix)
 
 A *continuation* MS holds the rest of a transfer that an earlier reader (a killed
 svc-mswrite, or a scan stopped part-way) had started: it begins at the first dump delivered
@@ -17,6 +18,11 @@ earlier reader was itself a continuation killed before it cleared any block, its
 has the name this continuation would take: the next free name is used (``_2``, ``_3``, ...).
 The service clears a block only once the MS holding it is flushed, so such a ``.partial``
 holds none of the dumps delivered again.
+
+A transfer whose first MS name is taken (not a continuation: the same scan sent again)
+follows ``MS_EXISTS`` (:class:`ExistsPolicy`): ``suffix`` (default) writes it under the next
+free ``_rep<n>`` name (n = 2, 3, ...; every part of the transfer keeps the same n),
+``refuse`` drains it (``output_exists``), ``overwrite`` deletes the old MS first.
 
 Rows exist for every dump from the MS's first dump to the last one seen; a rollover part
 that was left for the next one is padded with flagged rows up to its last dump, and a part
@@ -30,6 +36,8 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +54,14 @@ from services.mswrite.writer import PARTIAL_SUFFIX, VisWriter
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAME_TEMPLATE = "scan{SCAN_ID}_{UTC_START}.ms"
+
+
+class ExistsPolicy(enum.Enum):
+    """What to do when the MS of a (not continued) transfer already exists."""
+
+    SUFFIX = "suffix"  # write it under the next free NAME_rep<n>.ms
+    REFUSE = "refuse"  # drain the transfer unwritten (errors_output_exists_total)
+    OVERWRITE = "overwrite"  # delete NAME.ms and NAME.ms.partial, then write NAME.ms
 
 
 class Reason(enum.Enum):
@@ -74,6 +90,8 @@ class FlagCounters(Protocol):
 
     ms_written_total: int
     ms_aborted_total: int
+    ms_suffixed_total: int
+    ms_overwritten_total: int
     dumps_written_total: int
     dumps_flagged_total: int
     visibilities_flagged_total: int
@@ -94,6 +112,7 @@ class MsTarget:
     telescope: str = ""
     flush_interval_s: float = 1.0
     config_text: str = ""
+    exists: ExistsPolicy = ExistsPolicy.SUFFIX
 
 
 def check_template(template: str) -> None:
@@ -109,13 +128,16 @@ def check_template(template: str) -> None:
 
 
 def ms_name(template: str, scan_id: int, utc_start: str, part: int | None = None,
-            resumed_from: int | None = None, attempt: int = 1) -> str:
+            resumed_from: int | None = None, attempt: int = 1, repeat: int = 1) -> str:
     """The MS file name of a transfer, a rollover part and/or a continuation (its
-    ``attempt``-th from that dump: see the module doc)."""
+    ``attempt``-th from that dump), of the ``repeat``-th transfer of that name: see the
+    module doc."""
     name = template.format(SCAN_ID=scan_id, UTC_START=utc_start)
     if "/" in name or name in (".ms", "..ms"):
         raise HeaderError(f"UTC_START {utc_start!r} makes the MS name {name!r} unusable")
     stem = name[:-3]
+    if repeat > 1:
+        stem += f"_rep{repeat}"
     if part is not None:
         stem += f"_part{part:03d}"
     if resumed_from is not None:
@@ -149,6 +171,7 @@ class TransferWriter:
         self._writer: VisWriter | None = None
         self._part = 0
         self._opened_any = False
+        self._repeat = 1  # > 1: the scan was sent again, written under NAME_rep<n>
 
     @property
     def durable(self) -> bool:
@@ -241,12 +264,17 @@ class TransferWriter:
         resumed_from = first_dump if self.resumed and not self._opened_any else None
         part_no = part if t.rollover_dumps else None
         attempt = 1
-        path = t.output_dir / ms_name(t.name_template, s.scan_id, s.utc_start, part_no,
-                                      resumed_from)
+
+        def name() -> Path:
+            return t.output_dir / ms_name(t.name_template, s.scan_id, s.utc_start, part_no,
+                                          resumed_from, attempt, self._repeat)
+
+        path = name()
         while resumed_from is not None and _is_killed_partial(path):
             attempt += 1
-            path = t.output_dir / ms_name(t.name_template, s.scan_id, s.utc_start, part_no,
-                                          resumed_from, attempt)
+            path = name()
+        if not self._opened_any and resumed_from is None and _exists(path):
+            path = self._repeated(path, name)
         _check_output(path)
         try:
             self._writer = VisWriter.open(
@@ -263,6 +291,30 @@ class TransferWriter:
         self._opened_any = True
         self.counters.current_ms = str(path)
         self.counters.current_dumps = 0
+
+    def _repeated(self, path: Path, name: Callable[[], Path]) -> Path:
+        """The first MS of a transfer whose name is taken: apply MS_EXISTS."""
+        policy, scan_id = self.target.exists, self.stream.scan_id
+        if policy is ExistsPolicy.REFUSE:
+            return path  # _check_output refuses it
+        if policy is ExistsPolicy.OVERWRITE:
+            for old in (path, path.with_name(path.name + PARTIAL_SUFFIX)):
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old)
+                elif os.path.lexists(old):
+                    old.unlink()
+            logger.warning("scan %d: %s already existed (the scan was sent again): "
+                           "overwritten (MS_EXISTS overwrite)", scan_id, path)
+            self.counters.ms_overwritten_total += 1
+            return path
+        first = path
+        while _exists(path):
+            self._repeat += 1
+            path = name()
+        logger.warning("scan %d: %s already exists (the scan was sent again): writing %s "
+                       "(MS_EXISTS suffix)", scan_id, first, path.name)
+        self.counters.ms_suffixed_total += 1
+        return path
 
     def _close_current(self, pad: bool) -> None:
         writer = self._writer
@@ -301,6 +353,11 @@ def _write_error(exc: MsWriteError) -> TransferError:
     if "not a whole number of dumps" in text or "before the first dump" in text:
         return TransferError(Reason.BAD_BLOCK, text)
     return TransferError(Reason.WRITE_FAILED, text)
+
+
+def _exists(path: Path) -> bool:
+    """``path`` or ``path.partial`` exists."""
+    return os.path.lexists(path) or os.path.lexists(path.with_name(path.name + PARTIAL_SUFFIX))
 
 
 def _is_killed_partial(path: Path) -> bool:

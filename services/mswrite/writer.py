@@ -53,6 +53,11 @@ _COMPLETE_WORD = FD_FULL << 8  # FD 255, TCI 0
 _FD_WEIGHT = (np.arange(256) / FD_FULL).astype(np.float32)
 #: free space (bytes) kept beyond what the next dumps need (table metadata, partial tiles)
 FREE_SPACE_MARGIN = 32 << 20
+#: a file of this size inside ``NAME.ms.partial``, deleted just before the MS is closed, so
+#: that closing (table.dat, the last tiles) finds room even when another process filled
+#: the disk meanwhile
+RESERVE_BYTES = 8 << 20
+RESERVE_NAME = "ringpipe.reserve"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -89,7 +94,18 @@ class VisWriter:
         self._dumps = 0  # dumps (from dump_offset) that have rows
         self._scratch: dict[int, RowBlock] = {}
         self._buffers_complete = False  # scratch buffers hold the all-complete weights
+        self._unflushed_dumps = 0  # dumps given rows since the last flush
         self._table: MsTable | None = MsTable(self.partial_path, spec)
+        self._reserve = self.partial_path / RESERVE_NAME
+        try:
+            _make_reserve(self._reserve)
+        except MsWriteError:
+            table, self._table = self._table, None
+            try:
+                table.close()  # abandons the tables if even that fails
+            except (RuntimeError, OSError):
+                pass
+            raise
         logger.info("writing %s (%d antennas, %d channels, scan %d)", self.partial_path,
                     stream.nant, stream.nchan, stream.scan_id)
 
@@ -150,6 +166,9 @@ class VisWriter:
             app_params=tuple(line for line in config_text.splitlines() if line.strip()))
         try:
             return cls(path, stream, spec, uvw, dump_offset, expected_dumps, flush_interval_s)
+        except MsWriteError:
+            shutil.rmtree(path.with_name(path.name + PARTIAL_SUFFIX), ignore_errors=True)
+            raise
         except (RuntimeError, OSError) as exc:
             shutil.rmtree(path.with_name(path.name + PARTIAL_SUFFIX), ignore_errors=True)
             raise MsWriteError(f"{path}: cannot create MeasurementSet: {_one_line(exc)}") \
@@ -186,9 +205,12 @@ class VisWriter:
             raise MsWriteError(f"{self.partial_path}: dump {first_dump} is before the first "
                                f"dump {self.dump_offset} of this MS")
         new_dumps = max(start + len(vis) - self._dumps, 0)
-        _check_space(self.partial_path, self.stream, new_dumps, self._dumps)
+        # the dumps not flushed yet still need their room on disk too
+        _check_space(self.partial_path, self.stream, new_dumps + self._unflushed_dumps,
+                     self._dumps, flushed=not self._unflushed)
         try:
             self._unflushed = True
+            self._unflushed_dumps += max(len(vis), new_dumps)
             if start > self._dumps:
                 logger.warning("%s: dumps %d..%d never arrived; writing them flagged",
                                self.partial_path, self.dump_offset + self._dumps, first_dump - 1)
@@ -214,6 +236,7 @@ class VisWriter:
         except (RuntimeError, OSError) as exc:
             raise self._write_error(exc) from None
         self._unflushed = False
+        self._unflushed_dumps = 0
         self._last_flush = time.monotonic()
 
     def _fill_missing(self, upto: int) -> None:
@@ -315,6 +338,7 @@ class VisWriter:
                                self.partial_path, self.expected_dumps - self._dumps,
                                self.expected_dumps)
                 self._fill_missing(self.expected_dumps)
+            _remove_reserve(self._reserve)
             table.close()
             self._unflushed = False
         except (RuntimeError, OSError) as exc:
@@ -329,14 +353,17 @@ class VisWriter:
     def abort(self) -> Path:
         """Flush what can be flushed and close, leaving ``NAME.ms.partial`` (never renamed)."""
         if self._table is not None:
+            _remove_reserve(self._reserve)  # room for the last write, whoever filled the disk
             try:
                 self._table.close()
             except (RuntimeError, OSError) as exc:
-                logger.error("%s: closing after an error failed: %s", self.partial_path,
-                             _one_line(exc))
+                logger.error("%s: closing after an error failed (the MS keeps the dumps of its "
+                             "last flush): %s", self.partial_path, _one_line(exc))
+            else:
+                logger.warning("left incomplete MS %s (%d dumps)", self.partial_path,
+                               self._dumps)
             finally:
                 self._table = None
-            logger.warning("left incomplete MS %s (%d dumps)", self.partial_path, self._dumps)
         return self.partial_path
 
     def __enter__(self) -> VisWriter:
@@ -354,11 +381,24 @@ class VisWriter:
         return self._table
 
     def _write_error(self, exc: BaseException) -> MsWriteError:
-        if _is_disk_full(exc):
-            return MsWriteError(f"{self.partial_path}: disk full after {self._dumps} dumps; "
-                                "the partial MS keeps the dumps flushed before")
+        # casacore does not always pass ENOSPC on ("write error ...: Success"): a disk with
+        # less than the margin left at this moment is taken as the cause
+        if _is_disk_full(exc) or _free_bytes(self.partial_path.parent) < FREE_SPACE_MARGIN:
+            return MsWriteError(f"{self.partial_path}: disk full after {self._dumps} dumps "
+                                f"({_one_line(exc)}); the partial MS keeps the dumps flushed "
+                                "before")
         return MsWriteError(f"{self.partial_path}: write failed after {self._dumps} dumps: "
                             f"{_one_line(exc)}")
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged writer may still use in ``directory`` (a large number if it
+    cannot say)."""
+    try:
+        stat = os.statvfs(directory if str(directory) else Path("."))
+    except OSError:
+        return 1 << 62
+    return stat.f_bavail * stat.f_frsize
 
 
 def _bytes_needed(stream: VisStream, ndumps: int) -> int:
@@ -367,7 +407,35 @@ def _bytes_needed(stream: VisStream, ndumps: int) -> int:
     return int(ndumps * stream.nbaseline * row_bytes) + FREE_SPACE_MARGIN
 
 
-def _check_space(path: Path, stream: VisStream, ndumps: int, written: int | None = None) -> None:
+def _make_reserve(path: Path) -> None:
+    """Create the reserve file (see :data:`RESERVE_BYTES`); where the file system cannot
+    allocate ahead, its bytes are written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.write(fd, bytes(RESERVE_BYTES))
+    except OSError as exc:
+        os.close(fd)
+        os.unlink(path)
+        raise MsWriteError(f"{path.parent}: disk full: cannot reserve "
+                           f"{RESERVE_BYTES >> 20} MiB for closing the MS: {exc.strerror}") \
+            from None
+    os.close(fd)
+
+
+def _remove_reserve(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _check_space(path: Path, stream: VisStream, ndumps: int, written: int | None = None,
+                 flushed: bool = True) -> None:
     """Refuse to write ``ndumps`` more dumps when the disk cannot hold them (with margin).
 
     Stopping before casacore meets ENOSPC keeps every table closable: a table whose flush
@@ -378,7 +446,8 @@ def _check_space(path: Path, stream: VisStream, ndumps: int, written: int | None
     free = stat.f_bavail * stat.f_frsize
     needed = _bytes_needed(stream, ndumps)
     if free < needed:
-        done = "" if written is None else f" (stopped after {written} dumps, all flushed)"
+        done = "" if written is None else \
+            f" (stopped after {written} dumps{', all flushed' if flushed else ''})"
         raise MsWriteError(f"{path}: disk full: only {free / 1e6:.1f} MB free in {directory}, "
                            f"need at least {needed / 1e6:.1f} MB{done}")
 

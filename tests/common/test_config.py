@@ -242,3 +242,73 @@ def test_ring_pair_keys_that_name_one_ring_are_refused(data, weights):
     with pytest.raises(ConfigError, match="DATA_KEY and WEIGHTS_KEY must differ"):
         source = ConfigSource(overrides=(("-o", {"DATA_KEY": data, "WEIGHTS_KEY": weights}),))
         build_config(RingPairConfig, source)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("STOP_TIMEOUT_S", "inf", "must be more than 0 and at most 86400 s"),
+    ("STOP_TIMEOUT_S", "nan", "must be more than 0 and at most 86400 s"),
+    ("STOP_TIMEOUT_S", "1e12", "must be more than 0 and at most 86400 s"),
+    ("LOG_INTERVAL_S", "inf", "must be finite"),
+    ("CONTROL_SOCKET_MODE", "7777", "sets setuid, setgid or sticky bits"),
+    ("CONTROL_SOCKET_MODE", "4660", "sets setuid, setgid or sticky bits"),
+    ("CONTROL_SOCKET_MODE", "-1", "is not an octal file mode such as 0660"),
+    ("CONTROL_SOCKET_MODE", "77777777", "is not an octal file mode such as 0660"),
+    ("CONTROL_SOCKET_MODE", "0666", "lets every user on the host control the daemon"),
+    ("CONTROL_SOCKET_MODE", "0060", "must let the owner write (connect)"),
+])
+def test_values_that_fail_later_are_refused_at_load(key, value, message):
+    """Issue 13.11: STOP_TIMEOUT_S inf raised OverflowError at end_scan; mode 7777 made a
+    world-writable socket with setuid bits."""
+    with pytest.raises(ConfigError) as info:
+        build_config(DaemonConfig, ConfigSource(overrides=(("-o", {key: value}),)))
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{key} {value!r} (-o): {message}")
+
+
+def test_good_modes_and_timeouts_load():
+    cfg = build_config(DaemonConfig, ConfigSource(overrides=(("-o", {
+        "CONTROL_SOCKET_MODE": "0o600", "STOP_TIMEOUT_S": "86400"}),)))
+    assert (cfg.control_socket_mode, cfg.stop_timeout_s) == (0o600, 86400.0)
+
+
+def test_a_check_that_meets_an_os_error_is_one_problem():
+    """A cross-key check that trips over a path (name too long) is a ConfigError, not a
+    traceback."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class PathConfig(Config):
+        where: Path = setting("WHERE", Path)
+
+        def check(self):
+            if self.where.is_dir():  # raises OSError for a name too long
+                yield "never"
+
+    with pytest.raises(ConfigError) as info:
+        build_config(PathConfig, ConfigSource(overrides=(("-o", {"WHERE": "/" + "x" * 300}),)))
+    (problem,) = info.value.problems
+    assert problem.startswith("File name too long: /xxxx") and problem.endswith("(301 characters)")
+
+
+def test_config_file_damage_and_mistakes_are_refused_naming_file_and_line(tmp_path):
+    """Issue 13.12: a NUL silently cut the file; lower-case keys, prose and duplicate keys
+    (first wins) were accepted without a word."""
+    nul = tmp_path / "nul.hdr"
+    nul.write_bytes(b"DATA_KEY a000\nDB_NBUFS 8\x00\x00garbage\nWEIGHTS_KEY a010\n")
+    with pytest.raises(HeaderError) as info:
+        ConfigSource.load([nul])
+    assert str(info.value) == (f"{nul}: line 2: NUL byte: a config file is text (the rest of "
+                               "the file would be ignored); fix or recreate the file")
+    bad = _write(tmp_path / "bad.hdr", "# rings\nDATA_KEY a000\ndata_key a001\n"
+                 "This file sets the rings\nDB_NBUFS 8\nDATA_KEY a002\ntransmission.rate 1e6\n")
+    with pytest.raises(HeaderError) as info:
+        ConfigSource.load([bad])
+    assert str(info.value) == (
+        f"{bad}: line 3: 'data_key' is not a config key: keys are upper case (DATA_KEY) or "
+        "dotted options (transmission.rate) (did you mean DATA_KEY?); "
+        "line 4: 'This' is not a config key: keys are upper case (DATA_KEY) or dotted options "
+        "(transmission.rate); start a line of text with '#'; "
+        "line 6: DATA_KEY is set again (first on line 2, which would win): set each key once")
+    good = _write(tmp_path / "good.hdr", "# ok\nDATA_KEY a000\n\ntransmission.rate 1e6\n")
+    source = ConfigSource.load([good])
+    assert source.files == ((str(good), {"DATA_KEY": "a000", "transmission.rate": "1e6"}),)
+    assert source.file_lines == ({"DATA_KEY": 2, "transmission.rate": 4},)

@@ -193,7 +193,8 @@ def test_too_many_connections_get_busy(demo):
         assert reply == {
             "ok": False,
             "state": "Idle",
-            "error": "too many control connections",
+            "error": "too many control connections (16 open; idle ones are closed after 5 s): "
+            "try again",
             "reason": "busy",
         }
     finally:

@@ -113,3 +113,34 @@ def test_demo_daemon_help_has_example():
         "Example:",
     ):
         assert option in result.stdout
+
+
+def test_idle_connections_lock_nobody_out_for_long_and_svc_ctl_says_busy(demo):
+    """Issue 13.13: 16 idle connections fill every slot: svc-ctl prints busy (not "Broken
+    pipe") and exits 3; the idle ones are closed after 5 s, then svc-ctl gets through."""
+    import socket
+    import time
+
+    idle = []
+    try:
+        for _ in range(16):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(demo.socket))
+            idle.append(s)
+        time.sleep(0.3)  # every slot taken
+        started = time.monotonic()
+        result = ctl(demo.socket, "status")
+        assert result.returncode == 3, result
+        assert result.stderr == ("Error: busy: too many control connections (16 open; idle ones "
+                                 "are closed after 5 s): try again (state Idle)\n")
+        assert "Broken pipe" not in result.stderr
+        while ctl(demo.socket, "status").returncode != 0:
+            assert time.monotonic() - started < 10, "still locked out"
+            time.sleep(0.5)
+        assert time.monotonic() - started >= 4
+        assert all(s.recv(1) == b"" for s in idle)  # the daemon closed them
+    finally:
+        for s in idle:
+            s.close()
+    status = demo.status()
+    assert status["control"]["requests_rejected_busy_total"] >= 1

@@ -196,6 +196,35 @@ def test_a_scan_loop_that_does_not_stop_in_time_is_a_runtime_error():
     assert lifecycle.execute("reset").ok and lifecycle.state is State.IDLE
 
 
+def test_nothing_is_undone_under_a_scan_loop_that_does_not_stop_in_time():
+    """Issue 13.2: shutdown and reset must never close what a running scan thread uses."""
+    lifecycle, service = make(stop_timeout_s=0.001)
+    assert lifecycle.execute("configure_beam", BEAM).ok
+    assert lifecycle.execute("configure_scan", {**FAST, "DEMO_DRAIN_S": "1.0"}).ok
+    assert lifecycle.execute("start_scan", {"SCAN_ID": 2}).ok
+    outcome = lifecycle.execute("reset")
+    assert (outcome.ok, outcome.reason, outcome.state) == (False, "failed", State.RUNTIME_ERROR)
+    assert outcome.error == ("scan loop did not stop within 0.001 s; nothing was undone while "
+                             "it runs (reset again later)")
+    errors = lifecycle.shutdown()
+    assert errors == [outcome.error]
+    assert lifecycle.scan_running and lifecycle.state is State.RUNTIME_ERROR
+    assert service.calls == ["configure_beam", "configure_scan", "start_scan"]
+    assert service.beam is not None and service.scan is not None  # nothing closed
+    wait_for(lambda: not lifecycle.scan_running)
+
+
+def test_reset_after_a_stuck_scan_loop_ended_unwinds_everything():
+    lifecycle, service = make(stop_timeout_s=0.001)
+    assert lifecycle.execute("configure_beam", BEAM).ok
+    assert lifecycle.execute("configure_scan", {**FAST, "DEMO_DRAIN_S": "0.3"}).ok
+    assert lifecycle.execute("start_scan", {"SCAN_ID": 2}).ok
+    assert lifecycle.execute("end_scan").reason == "failed"
+    wait_for(lambda: not lifecycle.scan_running)
+    assert lifecycle.execute("reset").ok and lifecycle.state is State.IDLE
+    assert service.calls[-2:] == ["deconfigure_scan", "deconfigure_beam"]
+
+
 def test_autonomous_mode_follows_transfers_and_refuses_commands():
     source = ConfigSource(overrides=(("-o", {**BEAM, **FAST, "DEMO_TRANSFER_BLOCKS": "3"}),))
     lifecycle, service = make(source, mode=Mode.AUTONOMOUS)

@@ -64,6 +64,30 @@ def test_second_signal_forces_exit(demo_factory):
     assert "second SIGTERM: exiting at once" in demo.output()
 
 
+def test_a_scan_loop_still_running_after_stop_timeout_exits_2_at_once(demo_factory):
+    """Issue 13.2: nothing is unwound under the running scan thread; the process exits 2
+    right after the timeout, logs flushed, without waiting for the thread."""
+    demo = demo_factory(*DEMO_BEAM, *FAST, "-o", "DEMO_DRAIN_S=30", "-o", "STOP_TIMEOUT_S=0.2")
+    for command, config in [
+        ("configure_beam", None),
+        ("configure_scan", None),
+        ("start_scan", {"SCAN_ID": 1}),
+    ]:
+        assert demo.request(command, config)["ok"]
+    started = time.monotonic()
+    demo.signal(signal.SIGTERM)
+    assert demo.wait(10) == 2
+    assert time.monotonic() - started < 5
+    log = demo.output()
+    assert ("shutdown incomplete: scan loop did not stop within 0.2 s; nothing was undone "
+            "while it runs (reset again later)") in log
+    assert ("svc-demo: the scan loop did not stop within STOP_TIMEOUT_S 0.2 s; exiting with "
+            "code 2 without closing what it uses") in log
+    assert "final counters: blocks_total=" in log and "Traceback" not in log
+    assert "-> Idle" not in log  # never unwound
+    assert not os.path.exists(demo.socket)
+
+
 def test_watchdog_is_fed_only_while_the_scan_makes_progress(demo_factory, notify_socket):
     env = notify_env(notify_socket, WATCHDOG_USEC="400000")
     demo = demo_factory(
@@ -208,3 +232,31 @@ def test_socket_path_too_long_exits_3(short_dir):
         capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 3
     assert f"control socket path {path} is longer than the 107 bytes" in result.stderr
+
+
+def test_config_file_mistakes_stop_the_daemon_and_typos_are_warned(short_dir):
+    """Issue 13.12 through a real daemon: a duplicate key is exit 1 naming file and line; a
+    misspelt key is a warning naming file and line (the daemon starts)."""
+    dup = short_dir / "dup.hdr"
+    dup.write_text("STOP_TIMEOUT_S 5\nSTOP_TIMEOUT_S 50\n")
+    result = subprocess.run([*DEMO, "--config", str(dup), "--socket", str(short_dir / "x.sock")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (f"Error: {dup}: line 2: STOP_TIMEOUT_S is set again (first on "
+                             "line 1, which would win): set each key once\n")
+    typo = short_dir / "typo.hdr"
+    typo.write_text("# the demo\nSTOP_TIMOUT_S 5\nDB_NBUFS 8\n")
+    demo = subprocess.Popen([*DEMO, "--config", str(typo), "--socket", str(short_dir / "y.sock")],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (short_dir / "y.sock").exists():
+            assert time.monotonic() < deadline and demo.poll() is None
+            time.sleep(0.1)
+    finally:
+        demo.terminate()
+        _, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0
+    assert (f"{typo}: line 2: STOP_TIMOUT_S is not a key this daemon reads (did you mean "
+            "STOP_TIMEOUT_S?); ignored") in err
+    assert "DB_NBUFS" not in err  # another program's key: no noise

@@ -121,3 +121,51 @@ def test_disk_filling_up_while_writing(small_disk):
     with tables.table(str(disk / "x.ms.partial"), ack=False) as t:
         assert t.nrows() == written * stream.nbaseline
         assert (t.getcol("DATA", (written - 1) * stream.nbaseline) == 1).all()
+
+
+FILL_CHILD = textwrap.dedent("""
+    import gc, subprocess, sys
+    import numpy as np
+    import services.mswrite.writer as w
+    from services.mswrite.errors import MsWriteError
+    from services.mswrite.sim_ms import random_layout
+    from services.mswrite.stream import NPOL, WEIGHTS_DTYPE, VisStream
+    disk, reserve = sys.argv[1], int(sys.argv[2])
+    w.RESERVE_BYTES = reserve
+    stream = VisStream(scan_id=1, utc_start="2024-06-01-12:00:00", time0_unix=1717243200.5,
+                       int_time=1.0, nant=32, nchan=256, start_channel=0, freq0_hz=1e8,
+                       chan_width_hz=1e5, phase_centre_deg=(10.0, -30.0))
+    writer = w.VisWriter.open(disk + "/x.ms", *stream.headers(),
+                              antennas=random_layout(32, 2000.0, 1), flush_interval_s=60)
+    vis = np.ones((1, stream.nchan, stream.nbaseline, NPOL), np.complex64)
+    weights = np.zeros(vis.shape[:3], WEIGHTS_DTYPE)
+    weights["FD"] = 255
+    for dump in range(3):
+        writer.write_dumps(vis, weights, dump)
+    subprocess.run(["dd", "if=/dev/zero", "of=" + disk + "/fill", "bs=1M"],
+                   capture_output=True)
+    try:
+        writer.write_dumps(vis, weights, 3)
+    except MsWriteError as exc:
+        print("refused:", exc, flush=True)
+    writer.abort()
+    del writer
+    gc.collect()
+    print("survived", flush=True)
+""")
+
+
+@pytest.mark.parametrize("reserve", [8 << 20, 4096])
+def test_abort_on_a_disk_another_process_filled_never_aborts_the_process(small_disk, reserve):
+    """Issue 13.1: with unflushed rows and not one free byte left, abort() must not end the
+    process (casacore throws from a destructor: std::terminate). With the default reserve
+    the .partial gets every dump; with a reserve too small for the unflushed tiles, the
+    tables are abandoned and the .partial keeps its last flush (none here)."""
+    disk = small_disk(100)
+    result = subprocess.run([sys.executable, "-c", FILL_CHILD, str(disk), str(reserve)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "refused:" in result.stdout and "disk full" in result.stdout
+    assert "survived" in result.stdout
+    with tables.table(str(disk / "x.ms.partial"), ack=False) as t:
+        assert t.nrows() == (3 * 528 if reserve > 4096 else 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -365,6 +366,110 @@ def test_disk_full_is_counted_and_the_next_transfer_written(rings, daemons, ante
     assert d.terminate() == 0
 
 
+def test_a_scan_sent_again_gets_a_second_ms(tmp_path, rings, daemons, antenna_file):
+    """Issue 12: re-sending a scan whose MS exists writes NAME_rep2.ms (logged, counted)."""
+    out = out_dir(tmp_path)
+    r = rings()
+    d = daemons("--autonomous", *r.options, "-o", f"MS_OUTPUT_DIR={out}",
+                "-o", f"MS_ANTENNA_FILE={antenna_file}")
+    for sent in (1, 2):
+        with r.transfer(small_stream(scan_id=7)) as put:
+            for i in range(3):
+                put(i)
+        c = d.wait_counter("ms_written_total", sent)
+    assert c["ms_suffixed_total"] == 1 and c["errors_output_exists_total"] == 0
+    assert c["transfers_skipped_total"] == 0
+    again = out / "scan7_2024-06-01-12:00:00_rep2.ms"
+    for path in (out / NAME.format(7), again):
+        check_ms(path, r.stream, 7, range(3))
+    assert f"already exists (the scan was sent again): writing {again.name}" in d.output()
+    assert d.terminate() == 0
+
+
+@pytest.fixture
+def tmpfs_100m(tmp_path):
+    """A 100 MiB tmpfs (needs root; skips otherwise), unmounted in teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    point = tmp_path / "disk100"
+    point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(point)],
+                            capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_disk_filled_to_the_last_byte_by_another_process_mid_scan(rings, daemons, antenna_file,
+                                                                  tmpfs_100m):
+    """Issue 13.1: dd fills the disk mid-scan while rows are not flushed yet: the daemon
+    survives (casacore used to abort it), counts it, keeps the ring drained, keeps every
+    dump it had in the .partial, and writes the next scan once there is room again."""
+    disk = tmpfs_100m
+    r = rings()
+    d = daemons("--autonomous", *r.options, "-o", f"MS_OUTPUT_DIR={disk}",
+                "-o", f"MS_ANTENNA_FILE={antenna_file}", "-o", "MS_FLUSH_INTERVAL_S=60")
+    filler = disk / "filler"
+    with r.transfer(small_stream(scan_id=1)) as put:
+        for i in range(3):
+            put(i)
+        d.wait_counter("dumps_written_total", 3)
+        dd = subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"],
+                            capture_output=True, text=True)
+        assert "No space left" in dd.stderr and os.statvfs(disk).f_bavail == 0
+        started = time.monotonic()
+        for i in range(3, 40):  # more than the ring holds: drained, the writer never waits long
+            put(i)
+        assert time.monotonic() - started < 15
+    c = d.wait_counter("blocks_total", 40)
+    assert d.proc.poll() is None, d.tail()
+    assert c["errors_disk_full_total"] == 1 and c["ms_aborted_total"] == 1
+    assert c["ms_written_total"] == 0 and c["transfers_skipped_total"] == 1
+    partial = disk / (NAME.format(1) + ".partial")
+    with tables.table(str(partial), ack=False) as t:  # opens: the state of its last flush
+        assert t.nrows() == 3 * r.stream.nbaseline
+    check_ms(partial, r.stream, 1, range(3))
+    assert "disk full" in d.output() and "Traceback" not in d.output()
+    filler.unlink()
+    with r.transfer(small_stream(scan_id=2)) as put:
+        for i in range(2):
+            put(i)
+    d.wait_counter("ms_written_total", 1)
+    check_ms(disk / NAME.format(2), r.stream, 2, range(2))
+    assert not (disk / NAME.format(2) / "ringpipe.reserve").exists()
+    assert d.terminate() == 0
+
+
+@pytest.mark.parametrize("mode", ["autonomous", "managed"])
+def test_sigterm_with_a_scan_loop_that_does_not_stop_in_time_exits_2(
+        tmp_path, rings, daemons, antenna_file, mode):
+    """Issue 13.2: STOP_TIMEOUT_S too short for the scan loop: exit 2, no crash (it closed
+    the MS and the rings under the running scan thread: SIGSEGV, rc 139)."""
+    out = out_dir(tmp_path)
+    r = rings()
+    keys = [*r.options, "-o", f"MS_OUTPUT_DIR={out}", "-o", f"MS_ANTENNA_FILE={antenna_file}"]
+    if mode == "autonomous":
+        d = daemons("--autonomous", *keys, "-o", "STOP_TIMEOUT_S=0.001")
+    else:
+        d = daemons(*keys, "-o", "STOP_TIMEOUT_S=0.001")
+        for command, config in (("configure_beam", {}), ("configure_scan", {}),
+                                ("start_scan", {"SCAN_ID": 42})):
+            assert d.request(command, config)["ok"]
+    with r.transfer() as put:
+        for i in range(4):
+            put(i)
+        d.wait_counter("dumps_written_total", 4)
+        d.signal(signal.SIGTERM)
+        assert d.wait(20) == 2
+        for i in range(4, 20):  # the slot of the exited reader no longer gates the writer
+            put(i)
+    log = d.output()
+    assert "scan loop did not stop within 0.001 s; nothing was undone while it runs" in log
+    assert re.search(r"exiting with code 2( without closing what it uses)?\n", log)
+    assert "final counters" in log and "Traceback" not in log
+
+
 def test_bad_config_is_one_line_and_exit_1(tmp_path, antenna_file):
     def run(*options: str) -> str:
         args = [str(Path(sys.executable).parent / "svc-mswrite"), "--autonomous",
@@ -387,3 +492,43 @@ def test_bad_config_is_one_line_and_exit_1(tmp_path, antenna_file):
                  "exactly one of MS_DATA_MODEL and MS_ANTENNA_FILE (got neither)",
                  "both PHASE_CENTRE_RA_DEG and PHASE_CENTRE_DEC_DEG"):
         assert text in error
+
+
+def test_a_300_character_output_dir_is_a_clean_refusal(tmp_path, rings, daemons, antenna_file):
+    """Issue 13.14: configure_scan with a 300-character MS_OUTPUT_DIR: invalid_config naming
+    the key (it was reason 'internal' with a traceback); the daemon keeps serving."""
+    r = rings()
+    d = daemons(*r.options, "-o", f"MS_ANTENNA_FILE={antenna_file}")
+    assert d.request("configure_beam")["ok"]
+    long_dir = "/tmp/" + "d" * 300
+    reply = d.request("configure_scan", {"MS_OUTPUT_DIR": long_dir})
+    assert (reply["ok"], reply["reason"], reply["state"]) == (False, "invalid_config",
+                                                              "BeamConfigured")
+    assert reply["error"] == ("configure_scan config: 1 problem: MS_OUTPUT_DIR /tmp/" + "d" * 35
+                              + "..." + "d" * 30 + " (305 characters): File name too long")
+    reply = d.request("configure_scan", {"MS_OUTPUT_DIR": "/tmp/a\0b"})
+    assert reply["reason"] == "invalid_config" and "MS_OUTPUT_DIR" in reply["error"]
+    out = out_dir(tmp_path)
+    assert d.request("configure_scan", {"MS_OUTPUT_DIR": str(out)})["ok"]
+    status = d.status()
+    assert status["control"]["commands_refused_total"] == 2
+    assert "Traceback" not in d.output() and "internal" not in d.output()
+    assert d.terminate() == 0
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("STOP_TIMEOUT_S=inf", "STOP_TIMEOUT_S 'inf' (-o): must be more than 0 and at most 86400 s"),
+    ("CONTROL_SOCKET_MODE=7777", "CONTROL_SOCKET_MODE '7777' (-o): sets setuid, setgid or sticky"),
+    ("CONTROL_SOCKET_MODE=-1", "CONTROL_SOCKET_MODE '-1' (-o): is not an octal file mode"),
+    ("CONTROL_SOCKET_MODE=77777777", "CONTROL_SOCKET_MODE '77777777' (-o): is not an octal"),
+    ("CONTROL_SOCKET_MODE=0666", "CONTROL_SOCKET_MODE '0666' (-o): lets every user on the host"),
+])
+def test_values_that_would_fail_later_are_refused_at_start_up(tmp_path, option, message):
+    """Issue 13.11: exit 1 with one line before anything starts."""
+    args = [str(Path(sys.executable).parent / "svc-mswrite"), "--socket",
+            str(tmp_path / "x.sock"), "-o", option]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert message in error
+    assert not (tmp_path / "x.sock").exists()

@@ -9,6 +9,7 @@ import pytest
 
 from services.mswrite.service import MsWriteCounters
 from services.mswrite.transfer import (
+    ExistsPolicy,
     MsTarget,
     Reason,
     TransferError,
@@ -108,7 +109,7 @@ def test_lost_heaps_and_empty_dumps_are_counted(tmp_path, antennas):
 def test_errors_have_reasons_and_leave_no_complete_ms(tmp_path, antennas):
     stream = small_stream(nant=6)
     (tmp_path / "scan42_2024-06-01-12:00:00.ms").mkdir()
-    w, _ = writer_for(tmp_path, antennas, stream)
+    w, _ = writer_for(tmp_path, antennas, stream, exists=ExistsPolicy.REFUSE)
     with pytest.raises(TransferError, match="already exists") as info:
         w.start()
     assert info.value.reason is Reason.OUTPUT_EXISTS
@@ -176,3 +177,56 @@ def test_durable_follows_the_flushes(tmp_path, antennas):
     assert not w.durable
     assert [p.name for p in w.close()] == ["scan42_2024-06-01-12:00:00.ms"]
     assert w.durable
+
+
+def test_a_scan_sent_again_is_written_with_a_suffix_by_default(tmp_path, antennas, caplog):
+    """Issue 12: a repeated scan never vanishes: MS_EXISTS suffix (default) writes
+    NAME_rep2.ms, then _rep3; every rollover part keeps the transfer's suffix."""
+    stream = small_stream(nant=6)
+    names = []
+    for expected_suffixed in (0, 1, 2):
+        w, c = writer_for(tmp_path, antennas, stream)
+        w.start()
+        w.write(*block(stream, [0]), 0)
+        names += [p.name for p in w.close()]
+        assert (c.ms_suffixed_total, c.ms_written_total) == (min(expected_suffixed, 1), 1)
+    assert names == ["scan42_2024-06-01-12:00:00.ms", "scan42_2024-06-01-12:00:00_rep2.ms",
+                     "scan42_2024-06-01-12:00:00_rep3.ms"]
+    for name in names:
+        check = read_ms(tmp_path / name)
+        np.testing.assert_array_equal(check["DATA"], expected_rows(stream, [0])[0])
+    assert ("scan 42: " + str(tmp_path / names[0]) + " already exists (the scan was sent "
+            "again): writing scan42_2024-06-01-12:00:00_rep3.ms (MS_EXISTS suffix)") in caplog.text
+    w, c = writer_for(tmp_path, antennas, stream, rollover_dumps=1)
+    w.start()
+    w.write(*block(stream, [0]), 0)
+    w.write(*block(stream, [1]), stream.data_dump_bytes)
+    assert [p.name for p in w.close()] == ["scan42_2024-06-01-12:00:00_part000.ms",
+                                           "scan42_2024-06-01-12:00:00_part001.ms"]
+    w, c = writer_for(tmp_path, antennas, stream, rollover_dumps=1)
+    w.start()
+    w.write(*block(stream, [0]), 0)
+    w.write(*block(stream, [1]), stream.data_dump_bytes)
+    assert [p.name for p in w.close()] == ["scan42_2024-06-01-12:00:00_rep2_part000.ms",
+                                           "scan42_2024-06-01-12:00:00_rep2_part001.ms"]
+    assert c.ms_suffixed_total == 1
+
+
+def test_a_scan_sent_again_refused_or_overwritten(tmp_path, antennas):
+    stream = small_stream(nant=6)
+    first = tmp_path / "scan42_2024-06-01-12:00:00.ms"
+    w, _ = writer_for(tmp_path, antennas, stream)
+    w.start()
+    w.write(*block(stream, [0]), 0)
+    w.close()
+    w, c = writer_for(tmp_path, antennas, stream, exists=ExistsPolicy.REFUSE)
+    with pytest.raises(TransferError, match="already exists") as info:
+        w.start()
+    assert info.value.reason is Reason.OUTPUT_EXISTS and c.ms_suffixed_total == 0
+    w, c = writer_for(tmp_path, antennas, stream, exists=ExistsPolicy.OVERWRITE)
+    w.start()
+    w.write(*block(stream, [0, 1]), 0)
+    assert w.close() == [first]
+    assert c.ms_overwritten_total == 1
+    assert len(read_ms(first)["TIME"]) == 2 * stream.nbaseline
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]

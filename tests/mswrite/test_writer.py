@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -244,3 +245,22 @@ def test_flush_interval_and_explicit_flush(tmp_path, stream, antennas, make_dump
     assert not writer.flushed
     writer.close()
     assert read_main(tmp_path / "f.ms")["TIME"].shape == (3 * stream.nbaseline,)
+
+
+def test_telescope_name_comes_from_the_antenna_ms_when_the_stream_has_none(
+        tmp_path, stream, antennas, make_dumps):
+    """Issue 12: CASA's tclean warns on an empty TELESCOPE_NAME; an antenna MS names it."""
+    model = tmp_path / "antennas.ms"
+    with open_writer(model, stream, antennas) as writer:  # TELESCOPE SKA-Low in its header
+        writer.write_dumps(*make_dumps(stream, 1), 0)
+    from services.mswrite.metadata import Antennas
+
+    loaded = Antennas.load(model)
+    assert loaded.telescope == "SKA-Low"
+    assert Antennas.load(model, "MeerKAT").telescope == "MeerKAT"  # TELESCOPE config wins
+    bare = dataclasses.replace(stream, telescope="")
+    out = tmp_path / "out.ms"
+    with open_writer(out, bare, loaded) as writer:
+        writer.write_dumps(*make_dumps(bare, 1), 0)
+    with tables.table(str(out / "OBSERVATION"), ack=False) as obs:
+        assert obs.getcell("TELESCOPE_NAME", 0) == "SKA-Low"
