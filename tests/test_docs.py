@@ -47,7 +47,7 @@ def test_every_help_text_has_an_example():
     ("services.ingest.counters", "IngestCounters"),
     ("services.spead_send.counters", "SpeadSendCounters"),
     ("services.stat.counters", "StatCounters"),
-    ("services.mswrite.service", "MsWriteCounters"),
+    ("services.mswrite.counters", "MsWriteCounters"),
     ("services.common.control", "ControlCounters"),
 ])
 def test_every_counter_is_defined_in_monitoring_md(module, counters):

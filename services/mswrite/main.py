@@ -6,7 +6,8 @@ import click
 
 from services.common.options import DaemonOptions, daemon_options
 from services.common.runner import run_service
-from services.mswrite.service import MsWriteConfig, MsWriteService
+from services.mswrite.config import MsWriteConfig
+from services.mswrite.service import MsWriteService
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

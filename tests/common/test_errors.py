@@ -13,8 +13,8 @@ from ringbuf.errors import HeaderError, RingBufError
 from services.common.config import ConfigError, ConfigSource, build_config
 from services.common.errors import USER_ERRORS, ServiceError
 from services.common.processes import daemon_env, tool
+from services.mswrite.config import MsWriteScanConfig
 from services.mswrite.errors import MsWriteError
-from services.mswrite.service import MsWriteScanConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RING_ERRORS = {name for name, value in vars(ringbuf.errors).items()

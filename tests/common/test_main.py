@@ -41,6 +41,16 @@ def test_every_daemon_main_has_the_same_shape() -> None:
     assert "'CONFIG'" in shapes["svc-stat"] and "'SERVICE'" in shapes["svc-stat"]
 
 
+@pytest.mark.parametrize("package, config, service", DAEMONS.values())
+def test_every_daemon_has_the_same_files(package: str, config: str, service: str) -> None:
+    files = {path.name for path in (ROOT / "services" / package).glob("*.py")}
+    assert {"main.py", "config.py", "counters.py", "service.py"} <= files
+    config_module = (ROOT / "services" / package / "config.py").read_text()
+    assert f"class {config}(" in config_module
+    assert f"class {service}(" in (ROOT / "services" / package / "service.py").read_text()
+    assert "(Counters)" in (ROOT / "services" / package / "counters.py").read_text()
+
+
 def test_autonomous_mswrite_refuses_a_bad_scan_key_before_starting(tmp_path: Path) -> None:
     sock = tmp_path / "m.sock"
     args = [tool("svc-mswrite"), "-c", CONFIGS / "vis.hdr", "-c", CONFIGS / "vis-mswrite.hdr",

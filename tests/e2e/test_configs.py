@@ -10,7 +10,7 @@ from ringbuf.header import DadaHeader
 from ringbuf.pairconfig import pair_config
 from services.common.config import ConfigSource, build_config
 from services.ingest.config import IngestConfig, Profile
-from services.mswrite.service import MsWriteBeamConfig, MsWriteScanConfig
+from services.mswrite.config import MsWriteBeamConfig, MsWriteScanConfig
 from services.stat.config import StatBeamConfig, StatScanConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.mswrite.service import MsWriteCounters
+from services.mswrite.counters import MsWriteCounters
 from services.mswrite.transfer import (
     ExistsPolicy,
     MsTarget,
