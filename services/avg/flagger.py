@@ -1,0 +1,103 @@
+"""RFI flagging per baseline and polarisation, along frequency, before averaging.
+
+For each dump, baseline and polarisation the amplitude spectrum ``|V|`` is compared with a
+background (a running median over ``FLAG_WINDOW`` channels); the residual's noise is the
+median absolute deviation (x 1.4826) over the spectrum, and a channel whose residual is more
+than ``FLAG_SIGMA`` noise above the background is flagged (narrow-band RFI). A dump whose
+spectrum level (the median amplitude over channels) stands more than ``FLAG_SIGMA`` robust
+deviations above the levels of recent dumps of the same baseline and polarisation is
+flagged entirely (broadband bursts; the reference is the last ``FLAG_HISTORY`` dumps plus
+the dumps of the block). Flags are dilated by ``FLAG_DILATE`` channels on each side, and a
+visibility is flagged (FD 0) if any of its four polarisations is.
+
+Input flags (FD 0) are kept, and their samples are left out of the statistics (replaced by
+the spectrum's median before filtering). All of it is numpy/scipy on whole blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d, median_filter
+
+#: MAD -> standard deviation of a Gaussian
+MAD_SCALE = 1.4826
+
+
+@dataclass(frozen=True)
+class FlagSettings:
+    """Flagger parameters (config keys FLAG_*)."""
+
+    sigma: float = 5.0
+    window: int = 17  # channels of the running median (odd)
+    dilate: int = 1  # channels added on each side of a flagged one
+    history: int = 16  # dumps of spectrum levels kept for the broadband test
+
+
+class Flagger:
+    """Stateful flagger: keeps the recent spectrum levels per baseline and polarisation."""
+
+    def __init__(self, settings: FlagSettings) -> None:
+        self.settings = settings
+        self._levels: np.ndarray | None = None  # (history, nbl, 4) spectrum levels
+
+    def reset(self) -> None:
+        """Forget the history (a new transfer)."""
+        self._levels = None
+
+    def flags(self, data: np.ndarray, fd: np.ndarray) -> np.ndarray:
+        """Boolean (n, nchan, nbl): True where RFI was found (input flags not included).
+
+        ``data`` (n, nchan, nbl, 4) complex64, ``fd`` (n, nchan, nbl) uint8.
+        """
+        s = self.settings
+        amp = np.abs(data)  # (n, nchan, nbl, 4) float32
+        bad = fd == 0
+        nchan = amp.shape[1]
+        level = np.median(amp, axis=1, keepdims=True)  # (n, 1, nbl, 4)
+        if bad.any():
+            amp = np.where(bad[..., None], level, amp)
+            level = np.median(amp, axis=1, keepdims=True)
+        window = min(s.window, nchan - (1 - nchan % 2))  # odd, at most nchan
+        if window >= 3:
+            background = median_filter(amp, size=(1, window, 1, 1), mode="nearest")
+        else:
+            background = np.broadcast_to(level, amp.shape)
+        resid = amp - background
+        noise = MAD_SCALE * np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)),
+                                      axis=1, keepdims=True)
+        noise = np.maximum(noise, np.finfo(np.float32).tiny)
+        narrow = resid > s.sigma * noise  # (n, nchan, nbl, 4)
+        broad = self._broadband(level[:, 0])  # (n, nbl, 4)
+        rfi = narrow | broad[:, None]
+        rfi = rfi.any(axis=3) & ~bad
+        if s.dilate > 0 and rfi.any():
+            rfi = maximum_filter1d(rfi.view(np.uint8), size=2 * s.dilate + 1, axis=1,
+                                   mode="constant").astype(bool)
+        return rfi
+
+    def _broadband(self, level: np.ndarray) -> np.ndarray:
+        """(n, nbl, 4) True where a dump's spectrum level stands out from recent dumps."""
+        s = self.settings
+        ref = level if self._levels is None else np.concatenate([self._levels, level])
+        if ref.shape[0] < 3:
+            out = np.zeros(level.shape, bool)
+        else:
+            centre = np.median(ref, axis=0)
+            spread = MAD_SCALE * np.median(np.abs(ref - centre), axis=0)
+            spread = np.maximum(spread, 1e-3 * np.abs(centre) + np.finfo(np.float32).tiny)
+            out = level - centre > s.sigma * spread
+        # remember only unflagged levels, so a long burst does not become the reference
+        keep = level if not out.any() else np.where(out, np.median(ref, axis=0), level)
+        hist = keep if self._levels is None else np.concatenate([self._levels, keep])
+        self._levels = hist[-s.history:]
+        return out
+
+    def apply(self, data: np.ndarray, weights: np.ndarray) -> int:
+        """Flag ``weights`` in place (FD 0 where RFI was found); return how many."""
+        rfi = self.flags(data, weights["FD"])
+        count = int(np.count_nonzero(rfi))
+        if count:
+            weights["FD"][rfi] = 0
+        return count
