@@ -2,7 +2,8 @@
 
 The rule (what the tests' oracle recomputes independently):
 
-* an input sample's weight is ``w = FD / 255``; FD 0 is flagged and contributes nothing;
+* an input sample's weight is ``w = FD / 255``; FD 0 is flagged and contributes nothing
+  (sums are kept in FD units, so the FD sums below are exact);
 * channels are grouped by ``M`` (``[kM, kM+M)``; the last group may be shorter), dumps by
   ``N`` (output dump ``j`` is input dumps ``[jN, jN+N)``, aligned to dump 0 of the transfer);
 * a baseline with time factor ``k`` (a power of two dividing ``K = BDA_MAX_FACTOR``) is
@@ -10,7 +11,8 @@ The rule (what the tests' oracle recomputes independently):
   the result sits in one *carrying* output dump of that group, ``gk + L // 2`` where ``L``
   is the group's length (``k``, or fewer at the end of a transfer); the other output dumps
   of the group carry FD 0 (flagged, VIS 0). ``k = 1`` everywhere is plain averaging;
-* output ``VIS = sum(w * VIS) / sum(w)``; ``FD = round(255 * sum(w) / (k * N * M))``,
+* output ``VIS = sum(w * VIS) / sum(w)``; ``FD = round(sum(FD) / (k * N * M))`` (half to
+  even),
   at least 1 when ``sum(w) > 0`` and 0 (flagged, VIS 0) when every input was flagged; so the
   summed weight is ``FD / 255 * k * N * M`` (``AVG_WEIGHT_SCALE = N * M`` in the header);
 * output TCI: the weighted time centroid of the inputs (input dump centre plus its own
@@ -157,7 +159,7 @@ class Averager:
         channel group -> (n, nchan_out, nbl[, 4])."""
         p = self.plan
         n, nchan, nbl = weights.shape
-        w = weights["FD"].astype(np.float32) * np.float32(1.0 / FD_FULL)
+        w = weights["FD"].astype(np.float32)  # FD itself: sums of it are exact integers
         vw = data * w[..., None]
         tw = weights["TCI"].astype(np.float32) * np.float32(1.0 / TCI_SCALE) * w
         pad = p.nchan_out * p.chan_factor - nchan
@@ -208,7 +210,7 @@ class Averager:
             ok = w > 0
             safe = np.where(ok, w, np.float32(1.0))
             vis = np.where(ok[..., None], vw / safe[..., None], 0).astype(np.complex64)
-            fd = np.rint(w * np.float32(FD_FULL / (k * n_ * p.chan_factor)))
+            fd = np.rint(w / np.float32(k * n_ * p.chan_factor))
             fd = np.where(ok, np.clip(fd, 1, FD_FULL), 0).astype(np.uint8)
             centre = (carry * n_ + (n_ - 1) / 2.0).astype(np.float32)[:, None, None]
             tci = np.rint((tw / safe - centre) * np.float32(TCI_SCALE / n_))

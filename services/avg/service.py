@@ -268,6 +268,10 @@ class _TransferJob:
             raise TransferError(Reason.OUTPUT, f"output rings {writer.data.key}/"
                                 f"{writer.weights.key}: block sizes {bufsz}/{wbufsz} are not "
                                 f"whole output dumps of {self.res_out}/{self.wres_out} bytes")
+        if self.dpb_out % self.plan.max_factor:
+            raise TransferError(Reason.OUTPUT, f"output rings {writer.data.key}/"
+                                f"{writer.weights.key}: {self.dpb_out} dumps per block is not "
+                                f"a multiple of BDA_MAX_FACTOR {self.plan.max_factor}")
         dpb_in = max(1, reader.data.layout.bufsz // s.dump_bytes)
         need = -(-(2 * self.plan.group_dumps + self.dpb_out * self.plan.time_factor)
                  // dpb_in) + 2
