@@ -69,7 +69,9 @@ class Flagger:
                                       axis=1, keepdims=True)
         noise = np.maximum(noise, np.finfo(np.float32).tiny)
         narrow = resid > s.sigma * noise  # (n, nchan, nbl, 4)
-        broad = self._broadband(level[:, 0])  # (n, nbl, 4)
+        # the scatter a spectrum's median has from noise alone (std of a median: 1.2533 s/√n)
+        floor = 1.2533 * noise[:, 0] / np.sqrt(max(1, nchan - int(bad.sum(axis=1).max())))
+        broad = self._broadband(level[:, 0], floor)  # (n, nbl, 4)
         rfi = narrow | broad[:, None]
         rfi = rfi.any(axis=3) & ~bad
         if s.dilate > 0 and rfi.any():
@@ -77,8 +79,9 @@ class Flagger:
                                    mode="constant").astype(bool)
         return rfi
 
-    def _broadband(self, level: np.ndarray) -> np.ndarray:
-        """(n, nbl, 4) True where a dump's spectrum level stands out from recent dumps."""
+    def _broadband(self, level: np.ndarray, floor: np.ndarray) -> np.ndarray:
+        """(n, nbl, 4) True where a dump's spectrum level stands out from recent dumps by
+        more than sigma x (their robust scatter, at least ``floor``: the noise alone)."""
         s = self.settings
         ref = level if self._levels is None else np.concatenate([self._levels, level])
         if ref.shape[0] < 3:
@@ -86,7 +89,7 @@ class Flagger:
         else:
             centre = np.median(ref, axis=0)
             spread = MAD_SCALE * np.median(np.abs(ref - centre), axis=0)
-            spread = np.maximum(spread, 1e-3 * np.abs(centre) + np.finfo(np.float32).tiny)
+            spread = np.maximum(spread, floor)
             out = level - centre > s.sigma * spread
         # remember only unflagged levels, so a long burst does not become the reference
         keep = level if not out.any() else np.where(out, np.median(ref, axis=0), level)
