@@ -68,7 +68,7 @@ def run_averager(plan: AvgPlan, vis: np.ndarray, w: np.ndarray,
     outs += avg.finish()
     firsts = [o.first for o in outs]
     assert firsts == sorted(firsts) and firsts[0] == 0
-    assert all(a.first + len(a) == b.first for a, b in zip(outs, outs[1:]))
+    assert all(a.first + len(a) == b.first for a, b in zip(outs, outs[1:], strict=False))
     return (np.concatenate([o.data for o in outs]), np.concatenate([o.weights for o in outs]))
 
 
