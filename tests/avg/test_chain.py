@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from casacore import tables
 
-from ringbuf import RingPairReader, WriterDied
+from ringbuf import DadaHeader, RingPairReader, WriterDied
 from services.common.processes import ProcessGroup
 from tests.avg.chain import (
     DT,
@@ -68,13 +68,17 @@ def test_chain_writes_the_averaged_ms(tmp_path: Path) -> None:
     np.testing.assert_allclose(times, np.repeat(dump_time, NBL), rtol=0, atol=1e-6)
 
 
-def read_outputs(keys: tuple[str, str], transfers: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+def read_outputs(keys: tuple[str, str], transfers: int,
+                 headers: list[DadaHeader] | None = None
+                 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """(first output dump, data, weights) of each block of the next ``transfers`` transfers
-    of ring pair B, read as a guaranteed reader."""
+    of ring pair B, read as a guaranteed reader (their data headers into ``headers``)."""
     out = []
     with RingPairReader(*keys, timeout=60) as reader:
         for _ in range(transfers):
             transfer = reader.open_transfer()
+            if headers is not None:
+                headers.append(transfer.data_header)
             res = transfer.data_header.get_int("RESOLUTION")
             wres = transfer.weights_header.get_int("RESOLUTION")
             try:
