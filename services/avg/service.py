@@ -94,8 +94,8 @@ class AvgService(Service):
         try:
             self._reader = RingPairReader(config.data_key, config.weights_key, timeout=POLL_S)
             try:
-                # no timeout: a full output ring is back-pressure; a stop interrupts the wait
-                self._writer = RingPairWriter(config.out_data_key, config.out_weights_key)
+                self._writer = RingPairWriter(config.out_data_key, config.out_weights_key,
+                                              timeout=POLL_S)
             except BaseException:
                 self._reader.close()
                 self._reader = None
@@ -359,8 +359,14 @@ class _TransferJob:
             except (HeaderError, RingBufError) as exc:
                 raise TransferError(Reason.OUTPUT, str(exc)) from None
         before = self.out_written // self.dpb_out
-        self.out.data.write(np.ascontiguousarray(out.data))
-        self.out.weights.write(np.ascontiguousarray(out.weights))
+        for i in range(len(out)):  # a dump never spans two blocks: a Timeout copies nothing
+            for ring, part in ((self.out.data, out.data[i]), (self.out.weights, out.weights[i])):
+                while True:
+                    try:
+                        ring.write(np.ascontiguousarray(part))
+                        break
+                    except Timeout:  # the output ring is full: its reader is behind
+                        self.service.progress()
         self.out_written += len(out)
         c.dumps_out_total += len(out)
         c.blocks_out_total += self.out_written // self.dpb_out - before
