@@ -11,7 +11,8 @@ the dumps of the block). Flags are dilated by ``FLAG_DILATE`` channels on each s
 visibility is flagged (FD 0) if any of its four polarisations is.
 
 Input flags (FD 0) are kept, and their samples are left out of the statistics (replaced by
-the spectrum's median before filtering). All of it is numpy/scipy on whole blocks.
+the spectrum's median before filtering). The per-spectrum work is one numba kernel
+(:mod:`services.avg.kernels`); the rest is numpy on whole blocks.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, median_filter
+from scipy.ndimage import maximum_filter1d
+
+from services.avg.kernels import narrow_flags
 
 #: MAD -> standard deviation of a Gaussian
 MAD_SCALE = 1.4826
@@ -52,32 +55,26 @@ class Flagger:
         ``data`` (n, nchan, nbl, 4) complex64, ``fd`` (n, nchan, nbl) uint8.
         """
         s = self.settings
-        amp = np.abs(data)  # (n, nchan, nbl, 4) float32
-        bad = fd == 0
-        nchan = amp.shape[1]
-        level = np.median(amp, axis=1, keepdims=True)  # (n, 1, nbl, 4)
-        if bad.any():
-            amp = np.where(bad[..., None], level, amp)
-            level = np.median(amp, axis=1, keepdims=True)
+        n, nchan, nbl, npol = data.shape
+        # spectra with channels last: (n, nbl, pol, nchan)
+        amp = np.ascontiguousarray(np.abs(data).transpose(0, 2, 3, 1)).reshape(-1, nchan)
+        bad = np.ascontiguousarray((fd == 0).transpose(0, 2, 1)).reshape(-1, nchan)
         window = min(s.window, nchan - (1 - nchan % 2))  # odd, at most nchan
-        if window >= 3:
-            background = median_filter(amp, size=(1, window, 1, 1), mode="nearest")
-        else:
-            background = np.broadcast_to(level, amp.shape)
-        resid = amp - background
-        noise = MAD_SCALE * np.median(np.abs(resid - np.median(resid, axis=1, keepdims=True)),
-                                      axis=1, keepdims=True)
-        noise = np.maximum(noise, np.finfo(np.float32).tiny)
-        narrow = resid > s.sigma * noise  # (n, nchan, nbl, 4)
+        narrow = np.empty(amp.shape, np.bool_)
+        level = np.empty(amp.shape[0], np.float32)
+        noise = np.empty(amp.shape[0], np.float32)
+        narrow_flags(amp, bad, npol, max(1, window), np.float32(s.sigma), narrow, level,
+                     noise)
+        ngood = max(1, nchan - int(bad.sum(axis=1).max(initial=0)))
         # the scatter a spectrum's median has from noise alone (std of a median: 1.2533 s/√n)
-        floor = 1.2533 * noise[:, 0] / np.sqrt(max(1, nchan - int(bad.sum(axis=1).max())))
-        broad = self._broadband(level[:, 0], floor)  # (n, nbl, 4)
-        rfi = narrow | broad[:, None]
-        rfi = rfi.any(axis=3) & ~bad
+        floor = (1.2533 / np.sqrt(ngood)) * noise.reshape(n, nbl, npol)
+        broad = self._broadband(level.reshape(n, nbl, npol), floor)  # (n, nbl, pol)
+        rfi = narrow.reshape(n, nbl, npol, nchan).any(axis=2) | broad.any(axis=2)[..., None]
+        rfi &= bad.reshape(n, nbl, nchan) == 0
         if s.dilate > 0 and rfi.any():
-            rfi = maximum_filter1d(rfi.view(np.uint8), size=2 * s.dilate + 1, axis=1,
+            rfi = maximum_filter1d(rfi.view(np.uint8), size=2 * s.dilate + 1, axis=2,
                                    mode="constant").astype(bool)
-        return rfi
+        return rfi.transpose(0, 2, 1)
 
     def _broadband(self, level: np.ndarray, floor: np.ndarray) -> np.ndarray:
         """(n, nbl, 4) True where a dump's spectrum level stands out from recent dumps by
