@@ -1,17 +1,17 @@
 """RFI flagging per baseline and polarisation, along frequency, before averaging.
 
 For each dump, baseline and polarisation the amplitude spectrum ``|V|`` is compared with a
-background (a running median over ``FLAG_WINDOW`` channels); the residual's noise is the
-median absolute deviation (x 1.4826) over the spectrum, and a channel whose residual is more
-than ``FLAG_SIGMA`` noise above the background is flagged (narrow-band RFI). A dump whose
+background (medians of consecutive ``FLAG_WINDOW``-channel blocks, joined by straight lines:
+a running median sampled every FLAG_WINDOW channels); the residual's noise is the median
+absolute residual (x 1.4826) over the spectrum, and a channel whose residual is more than
+``FLAG_SIGMA`` noise above the background is flagged (narrow-band RFI). A dump whose
 spectrum level (the median amplitude over channels) stands more than ``FLAG_SIGMA`` robust
 deviations above the levels of recent dumps of the same baseline and polarisation is
 flagged entirely (broadband bursts; the reference is the last ``FLAG_HISTORY`` dumps plus
 the dumps of the block). Flags are dilated by ``FLAG_DILATE`` channels on each side, and a
 visibility is flagged (FD 0) if any of its four polarisations is.
 
-Input flags (FD 0) are kept, and their samples are left out of the statistics (replaced by
-the spectrum's median before filtering). The per-spectrum work is one numba kernel
+Input flags (FD 0) are kept, and their samples are left out of every statistic. The per-spectrum work is one numba kernel
 (:mod:`services.avg.kernels`); the rest is numpy on whole blocks.
 """
 
@@ -69,8 +69,9 @@ class Flagger:
         # the scatter a spectrum's median has from noise alone (std of a median: 1.2533 s/√n)
         floor = (1.2533 / np.sqrt(ngood)) * noise.reshape(n, nbl, npol)
         broad = self._broadband(level.reshape(n, nbl, npol), floor)  # (n, nbl, pol)
-        rfi = narrow.reshape(n, nbl, npol, nchan).any(axis=2) | broad.any(axis=2)[..., None]
-        rfi &= bad.reshape(n, nbl, nchan) == 0
+        broad_any: np.ndarray = np.asarray(broad.any(axis=2))
+        rfi = narrow.reshape(n, nbl, npol, nchan).any(axis=2) | broad_any[..., None]
+        rfi &= ~bad.reshape(n, nbl, nchan)
         if s.dilate > 0 and rfi.any():
             rfi = maximum_filter1d(rfi.view(np.uint8), size=2 * s.dilate + 1, axis=2,
                                    mode="constant").astype(bool)
