@@ -11,8 +11,9 @@ flagged entirely (broadband bursts; the reference is the last ``FLAG_HISTORY`` d
 the dumps of the block). Flags are dilated by ``FLAG_DILATE`` channels on each side, and a
 visibility is flagged (FD 0) if any of its four polarisations is.
 
-Input flags (FD 0) are kept, and their samples are left out of every statistic. The per-spectrum work is one numba kernel
-(:mod:`services.avg.kernels`); the rest is numpy on whole blocks.
+Input flags (FD 0) are kept, and their samples are left out of every statistic. The
+per-spectrum work is one numba kernel (:mod:`services.avg.kernels`); the rest is numpy on
+whole blocks.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ numpy's medians along an axis and scipy's ``median_filter`` cost about 2 s per d
 2080 baselines x 256 channels x 4 polarisations (benchmarks/avg_throughput.py); this kernel
 does the work per spectrum without allocating: medians by in-place selection, the
 background as the medians of consecutive ``window``-channel blocks joined by straight lines
-(a running median sampled every ``window`` channels), two selections per channel in all. Semantics as
-:mod:`services.avg.flagger` documents.
+(a running median sampled every ``window`` channels), two selections per channel in all.
+Semantics as :mod:`services.avg.flagger` documents.
 """
 
 from __future__ import annotations
