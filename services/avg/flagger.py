@@ -18,6 +18,8 @@ whole blocks.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,9 @@ from services.avg.kernels import narrow_flags
 
 #: MAD -> standard deviation of a Gaussian
 MAD_SCALE = 1.4826
+#: threads running the kernel (it releases the GIL), each on its own range of baselines
+THREADS = max(1, min(2, os.cpu_count() or 1))
+_POOL = ThreadPoolExecutor(THREADS, thread_name_prefix="flagger")
 
 
 @dataclass(frozen=True)
@@ -57,26 +62,29 @@ class Flagger:
         """
         s = self.settings
         n, nchan, nbl, npol = data.shape
-        # spectra with channels last: (n, nbl, pol, nchan)
-        amp = np.ascontiguousarray(np.abs(data).transpose(0, 2, 3, 1)).reshape(-1, nchan)
-        bad = np.ascontiguousarray((fd == 0).transpose(0, 2, 1)).reshape(-1, nchan)
-        window = min(s.window, nchan - (1 - nchan % 2))  # odd, at most nchan
-        narrow = np.empty(amp.shape, np.bool_)
-        level = np.empty(amp.shape[0], np.float32)
-        noise = np.empty(amp.shape[0], np.float32)
-        narrow_flags(amp, bad, npol, max(1, window), np.float32(s.sigma), narrow, level,
-                     noise)
+        bad = fd == 0
+        window = min(s.window, nchan)
+        rfi = np.zeros((n, nchan, nbl), np.bool_)
+        level = np.empty((n, nbl, npol), np.float32)
+        noise = np.empty((n, nbl, npol), np.float32)
+        sigma = np.float32(s.sigma)
+        edges = np.linspace(0, nbl, THREADS + 1).astype(int)
+        jobs = [_POOL.submit(narrow_flags, data, fd, int(b0), int(b1), max(1, window), sigma,
+                             rfi, level, noise) for b0, b1 in zip(edges, edges[1:], strict=False)
+                if b1 > b0]
+        for job in jobs:
+            job.result()
         ngood = max(1, nchan - int(bad.sum(axis=1).max(initial=0)))
         # the scatter a spectrum's median has from noise alone (std of a median: 1.2533 s/√n)
-        floor = (1.2533 / np.sqrt(ngood)) * noise.reshape(n, nbl, npol)
-        broad = self._broadband(level.reshape(n, nbl, npol), floor)  # (n, nbl, pol)
-        broad_any: np.ndarray = np.asarray(broad.any(axis=2))
-        rfi = narrow.reshape(n, nbl, npol, nchan).any(axis=2) | broad_any[..., None]
-        rfi &= ~bad.reshape(n, nbl, nchan)
+        floor = (1.2533 / np.sqrt(ngood)) * noise
+        broad: np.ndarray = np.asarray(self._broadband(level, floor).any(axis=2))  # (n, nbl)
+        if broad.any():
+            rfi |= broad[:, None, :]
         if s.dilate > 0 and rfi.any():
-            rfi = maximum_filter1d(rfi.view(np.uint8), size=2 * s.dilate + 1, axis=2,
+            rfi = maximum_filter1d(rfi.view(np.uint8), size=2 * s.dilate + 1, axis=1,
                                    mode="constant").astype(bool)
-        return rfi.transpose(0, 2, 1)
+        rfi &= ~bad
+        return rfi
 
     def _broadband(self, level: np.ndarray, floor: np.ndarray) -> np.ndarray:
         """(n, nbl, 4) True where a dump's spectrum level stands out from recent dumps by

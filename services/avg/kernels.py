@@ -55,57 +55,64 @@ def _median(buf: np.ndarray, n: int) -> float:
 
 
 @njit(cache=True, nogil=True)
-def narrow_flags(amp: np.ndarray, bad: np.ndarray, npol: int, window: int, sigma: float,
-                 flags: np.ndarray, level: np.ndarray, noise: np.ndarray) -> None:
-    """For each spectrum ``amp[s]`` (channels last; input flags ``bad[s // npol]``): the
-    background (medians of the unflagged channels of consecutive ``window``-channel blocks,
-    joined by straight lines), the level (median of the block medians), the residual's
-    noise (1.4826 x the median absolute residual of the unflagged channels) and
-    ``flags[s] = residual > sigma * noise``."""
-    nspec, nchan = amp.shape
+def narrow_flags(data: np.ndarray, fd: np.ndarray, bl0: int, bl1: int, window: int,
+                 sigma: float, flags: np.ndarray, level: np.ndarray, noise: np.ndarray) -> None:
+    """For each spectrum ``|data[d, :, b, p]|`` of baselines ``bl0 <= b < bl1`` (input
+    flags: ``fd[d, :, b] == 0``): the background (medians of the unflagged channels of
+    consecutive ``window``-channel blocks, joined by straight lines), the level (median of
+    the block medians) into ``level[d, b, p]``, the noise (1.4826 x the median absolute
+    residual of the unflagged channels) into ``noise[d, b, p]``, and
+    ``flags[d, c, b] |= residual > sigma * noise`` (any polarisation)."""
+    ndump, nchan, _nbl, npol = data.shape
     nblock = max(1, nchan // window)
+    amp = np.empty(nchan, np.float32)
     resid = np.empty(nchan, np.float32)
     tmp = np.empty(nchan, np.float32)
     centre = np.empty(nblock, np.float32)
     value = np.empty(nblock, np.float32)
-    for s in range(nspec):
-        a = amp[s]
-        b = bad[s // npol]
-        nvalid = 0
-        for k in range(nblock):  # the last block takes the channels left over
-            c0 = k * window
-            c1 = nchan if k == nblock - 1 else c0 + window
-            n = 0
-            for c in range(c0, c1):
-                if not b[c]:
-                    tmp[n] = a[c]
-                    n += 1
-            if n:
-                value[nvalid] = _median(tmp, n)
-                centre[nvalid] = 0.5 * (c0 + c1 - 1)
-                nvalid += 1
-        for k in range(nvalid):
-            tmp[k] = value[k]
-        level[s] = _median(tmp, nvalid)
-        k = 0
-        ngood = 0
-        for c in range(nchan):
-            if nvalid <= 1 or c <= centre[0]:
-                bg = value[0] if nvalid else 0.0
-            elif c >= centre[nvalid - 1]:
-                bg = value[nvalid - 1]
-            else:
-                while centre[k + 1] < c:
-                    k += 1
-                t = (c - centre[k]) / (centre[k + 1] - centre[k])
-                bg = value[k] + t * (value[k + 1] - value[k])
-            resid[c] = 0.0 if b[c] else a[c] - bg
-            if not b[c]:
-                tmp[ngood] = abs(resid[c])
-                ngood += 1
-        nz = max(np.float32(1.4826) * np.float32(_median(tmp, ngood)), np.float32(1e-30))
-        noise[s] = nz
-        thr = sigma * nz
-        fl = flags[s]
-        for c in range(nchan):
-            fl[c] = resid[c] > thr
+    for d in range(ndump):
+        for bl in range(bl0, bl1):
+            for p in range(npol):
+                for c in range(nchan):
+                    amp[c] = abs(data[d, c, bl, p])
+                nvalid = 0
+                for k in range(nblock):  # the last block takes the channels left over
+                    c0 = k * window
+                    c1 = nchan if k == nblock - 1 else c0 + window
+                    n = 0
+                    for c in range(c0, c1):
+                        if fd[d, c, bl]:
+                            tmp[n] = amp[c]
+                            n += 1
+                    if n:
+                        value[nvalid] = _median(tmp, n)
+                        centre[nvalid] = 0.5 * (c0 + c1 - 1)
+                        nvalid += 1
+                for k in range(nvalid):
+                    tmp[k] = value[k]
+                level[d, bl, p] = _median(tmp, nvalid)
+                k = 0
+                ngood = 0
+                for c in range(nchan):
+                    if nvalid <= 1 or c <= centre[0]:
+                        bg = value[0] if nvalid else 0.0
+                    elif c >= centre[nvalid - 1]:
+                        bg = value[nvalid - 1]
+                    else:
+                        while centre[k + 1] < c:
+                            k += 1
+                        t = (c - centre[k]) / (centre[k + 1] - centre[k])
+                        bg = value[k] + t * (value[k + 1] - value[k])
+                    if fd[d, c, bl]:
+                        resid[c] = amp[c] - bg
+                        tmp[ngood] = abs(resid[c])
+                        ngood += 1
+                    else:
+                        resid[c] = 0.0
+                nz = max(np.float32(1.4826) * np.float32(_median(tmp, ngood)),
+                         np.float32(1e-30))
+                noise[d, bl, p] = nz
+                thr = sigma * nz
+                for c in range(nchan):
+                    if resid[c] > thr:
+                        flags[d, c, bl] = True
