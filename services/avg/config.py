@@ -63,7 +63,7 @@ class AvgScanConfig(Config):
     flag_sigma: float = setting("FLAG_SIGMA", float, default=5.0, validator=positive,
                                 help="threshold in robust standard deviations (MAD x 1.4826)")
     flag_window: int = setting("FLAG_WINDOW", int, default=17, validator=_odd,
-                               help="channels of the running-median background (odd)")
+                               help="channels per block of the median background (odd)")
     flag_dilate: int = setting("FLAG_DILATE", int, default=1, validator=non_negative,
                                help="flags grow by this many channels on each side")
     flag_history: int = setting("FLAG_HISTORY", int, default=16, validator=positive,
