@@ -44,6 +44,15 @@ def _median(buf: np.ndarray, n: int) -> float:
     """Median of ``buf[:n]`` (reorders it); 0 when n is 0."""
     if n == 0:
         return 0.0
+    if n <= 32:  # a block: insertion sort beats selection
+        for i in range(1, n):
+            v = buf[i]
+            j = i - 1
+            while j >= 0 and buf[j] > v:
+                buf[j + 1] = buf[j]
+                j -= 1
+            buf[j + 1] = v
+        return buf[n // 2] if n % 2 else 0.5 * (buf[n // 2 - 1] + buf[n // 2])
     upper = _select(buf, n, n // 2)
     if n % 2:
         return upper
