@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def feed_sky(keys: tuple[str, str], dumps: np.ndarray, stream: dict[str, object]
                 seg.weights[:] = w.view(np.uint8).reshape(-1)
 
 
-def fluxes(wsclean: str, ms: Path, name: Path, read_fits) -> list[float]:  # type: ignore[no-untyped-def]
+def fluxes(wsclean: str, ms: Path, name: Path, read_fits: Any) -> list[float]:
     subprocess.run([wsclean, "-quiet", "-size", "256", "256", "-scale", "1amin", "-niter",
                     "2000", "-auto-threshold", "3", "-mgain", "0.8", "-name", str(name),
                     str(ms)], check=True, capture_output=True, timeout=200)
@@ -71,7 +72,8 @@ def fluxes(wsclean: str, ms: Path, name: Path, read_fits) -> list[float]:  # typ
     return out
 
 
-def test_averaged_ms_images_the_same_sky(tmp_path: Path, read_fits, require_tool) -> None:  # type: ignore[no-untyped-def]
+def test_averaged_ms_images_the_same_sky(tmp_path: Path, read_fits: Any,
+                                         require_tool: Any) -> None:
     wsclean = require_tool("wsclean")
     sky = tmp_path / "sky.ms"
     args = [tool("sim-ms"), sky, "--nant", NANT, "--ntime", NTIME, "--nchan", NCHAN,
