@@ -1,15 +1,16 @@
 """RFI flagging per baseline and polarisation, along frequency, before averaging.
 
 For each dump, baseline and polarisation the amplitude spectrum ``|V|`` is compared with a
-background (medians of consecutive ``FLAG_WINDOW``-channel blocks, joined by straight lines:
-a running median sampled every FLAG_WINDOW channels); the residual's noise is the median
-absolute residual (x 1.4826) over the spectrum, and a channel whose residual is more than
-``FLAG_SIGMA`` noise above the background is flagged (narrow-band RFI). A dump whose
-spectrum level (the median amplitude over channels) stands more than ``FLAG_SIGMA`` robust
-deviations above the levels of recent dumps of the same baseline and polarisation is
-flagged entirely (broadband bursts; the reference is the last ``FLAG_HISTORY`` dumps plus
-the dumps of the block). Flags are dilated by ``FLAG_DILATE`` channels on each side, and a
-visibility is flagged (FD 0) if any of its four polarisations is.
+background: the medians of consecutive ``FLAG_WINDOW``-channel blocks, joined by straight
+lines (a running median sampled every FLAG_WINDOW channels). The residual's noise is the
+median absolute residual x 1.4826 (taken on every ``NCHAN // 64``-th channel); a channel
+whose residual is more than ``FLAG_SIGMA`` noise above the background is flagged
+(narrow-band RFI). A dump whose spectrum level (the median of its block medians) stands
+more than ``FLAG_SIGMA`` robust deviations above the levels of recent dumps of the same
+baseline and polarisation is flagged entirely (broadband bursts; the reference is the last
+``FLAG_HISTORY`` dumps plus the dumps of the block). Flags are dilated by ``FLAG_DILATE``
+channels on each side, and a visibility is flagged (FD 0) if any of its four polarisations
+is.
 
 Input flags (FD 0) are kept, and their samples are left out of every statistic. The
 per-spectrum work is one numba kernel (:mod:`services.avg.kernels`); the rest is numpy on
