@@ -23,6 +23,7 @@ COMMANDS = [  # console script -> click command (see [project.scripts] in pyproj
     ("emu-send", "services.senders.emu_send:main"),
     ("emu-recv", "services.senders.emu_recv:main"),
     ("svc-spead-send", "services.spead_send.main:main"),
+    ("svc-avg", "services.avg.main:main"),
     ("beam-send", "services.senders.beam_send:main"),
     ("sim-ms", "services.mswrite.sim_ms:main"),
     ("python -m services.demo", "services.demo.__main__:main"),

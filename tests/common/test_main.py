@@ -19,6 +19,7 @@ DAEMONS = {  # console script -> (package, the config class, the service class)
     "svc-stat": ("stat", "StatDaemonConfig", "StatService"),
     "svc-mswrite": ("mswrite", "MsWriteConfig", "MsWriteService"),
     "svc-spead-send": ("spead_send", "SpeadSendConfig", "SpeadSendService"),
+    "svc-avg": ("avg", "AvgConfig", "AvgService"),
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 
 UNIT_DIR = Path(__file__).resolve().parents[2] / "systemd"
 INSTALL_BIN = "/opt/ringpipe/venv/bin/"
-SERVICES = ("svc-ingest", "svc-stat", "svc-mswrite")
+SERVICES = ("svc-ingest", "svc-stat", "svc-mswrite", "svc-spead-send", "svc-avg")
 UNITS = ("ringpipe-rings@.service", *(f"{s}@.service" for s in SERVICES))
 
 
@@ -92,8 +92,11 @@ def test_rings_unit_creates_and_destroys_the_pair():
 def test_service_unit_settings(program):
     unit = _read(f"{program}@.service")
     service = unit["Service"]
-    assert unit["Unit"]["Requires"] == "ringpipe-rings@%i.service"
-    assert unit["Unit"]["After"].split()[0] == "ringpipe-rings@%i.service"
+    rings = "ringpipe-rings@%i.service"
+    # svc-avg also writes a second pair, the deployment <instance>avg
+    expected = f"{rings} ringpipe-rings@%iavg.service" if program == "svc-avg" else rings
+    assert unit["Unit"]["Requires"] == expected
+    assert unit["Unit"]["After"].split()[0] == rings
     assert (service["Type"], service["NotifyAccess"]) == ("notify", "main")
     assert int(service["WatchdogSec"]) > 0
     assert (service["Restart"], service["RestartPreventExitStatus"]) == ("on-failure", "1")
