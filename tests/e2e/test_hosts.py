@@ -1,0 +1,143 @@
+"""Subbands across hosts, with real network and IPC isolation (tests/e2e/hosts.py).
+
+Three "machines" on one bridge, each a network namespace with its own IPC namespace and its own
+/dev/shm: a sender host multicasts two subbands of one MeasurementSet (emu-send, one group per
+subband, as a correlator does), and two receiver hosts each run the deployment of one subband
+from configs/sb1*.hdr or configs/sb2*.hdr (ring pair, svc-ingest joining its group,
+svc-mswrite). Both receivers use the same ring keys, as a fleet rendered from one template
+would; on one machine the second ``create-pair`` would fail. Each MeasurementSet must hold
+exactly its subband's channels of the input.
+
+Then receiver 2 crashes mid-scan (every process in its namespace killed, its /dev/shm gone,
+its link down) while receiver 1 writes its subband with nothing lost, and comes back (fresh
+rings, fresh daemons) to write the next scan with receiver 1 still running its first
+processes. Skips with the reason where namespaces cannot be made (not root, no iproute2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from casacore.tables import table
+
+from services.common.processes import ProcessGroup, options, run_tool, tool
+from services.demo.vis_flow import wait_for_ms
+from tests.e2e.hosts import Host, Lab, LabUnavailable, check_available
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+NTIME = 8  # dumps per scan
+NCHAN = 64  # two subbands of 32 channels
+GROUPS = {"sb1": "239.10.0.1", "sb2": "239.10.0.2"}
+PORTS = {"sb1": 42000, "sb2": 42100}  # PORT_START of configs/sb*-ingest.hdr, 2 streams each
+KEYS = {"DATA_KEY": "a100", "WEIGHTS_KEY": "a110"}  # on both receivers
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def lab():
+    try:
+        check_available()
+    except LabUnavailable as e:
+        pytest.skip(str(e))
+    with Lab() as built:
+        yield built
+
+
+def deploy(host: Host, group: ProcessGroup, sb: str, workdir: Path, boot: int) -> None:
+    """What ``systemctl start ringpipe-rings@sb svc-ingest@sb svc-mswrite@sb`` does on
+    ``host``, with the subband's multicast group joined on the host's own interface."""
+    rings = workdir / f"{host.name}-rings.hdr"
+    text = (CONFIGS / f"{sb}.hdr").read_text()
+    for key, value in KEYS.items():
+        text = re.sub(rf"^{key}\s+\S+", f"{key} {value}", text, flags=re.M)
+    rings.write_text(text)
+    host.run([tool("ringbuf"), "create-pair", "--config", rings])
+    (workdir / sb).mkdir(exist_ok=True)
+    sock = group.socket_path(f"{host.name}-ingest{boot}")
+    host.start(group, f"ingest{boot}", [
+        tool("svc-ingest"), "-c", rings, "-c", CONFIGS / f"{sb}-ingest.hdr", "--socket", sock,
+        *options({"MCAST_GROUP": GROUPS[sb], "MCAST_INTERFACE": host.address})], sock)
+    sock = group.socket_path(f"{host.name}-mswrite{boot}")
+    host.start(group, f"mswrite{boot}", [
+        tool("svc-mswrite"), "-c", rings, "-c", CONFIGS / f"{sb}-mswrite.hdr", "--socket", sock,
+        *options({"MS_OUTPUT_DIR": workdir / sb, "MS_ANTENNA_FILE": CONFIGS / "vis-stations.txt"})],
+        sock)
+
+
+def ring_keys(host: Host) -> set[str]:
+    return {ring["key"] for ring in json.loads(host.run([tool("ringbuf"), "list", "--json"]).stdout)}
+
+
+def send_scan(tx: Host, group: ProcessGroup, model: Path, scan: int, interval: float):
+    endpoints = ",".join(f"{GROUPS[sb]}:{PORTS[sb]}-{PORTS[sb] + 1}" for sb in ("sb1", "sb2"))
+    return tx.start(group, f"emu-send{scan}", [tool("emu-send"), model, *options({
+        "transmission.endpoints": endpoints, "transmission.interface_address": tx.address,
+        "transmission.channels_per_stream": 16, "transmission.time_interval": interval,
+        "transmission.scan_id": scan})])
+
+
+def check_subband(ms: Path, model: Path, sb: str) -> None:
+    """``ms`` holds every dump of the input, with exactly ``sb``'s channels."""
+    channels = slice(0, 32) if sb == "sb1" else slice(32, 64)
+    with table(str(model), ack=False) as t:
+        source, source_uvw = t.getcol("DATA"), t.getcol("UVW")
+    with table(str(model / "SPECTRAL_WINDOW"), ack=False) as spw:
+        freqs = spw.getcol("CHAN_FREQ")[0]
+    with table(str(ms), ack=False) as t:
+        assert t.nrows() == source.shape[0]
+        np.testing.assert_array_equal(t.getcol("DATA"), source[:, channels])
+        assert not t.getcol("FLAG").any()
+        np.testing.assert_allclose(t.getcol("UVW"), source_uvw, atol=1e-3)
+    with table(str(ms / "SPECTRAL_WINDOW"), ack=False) as spw:
+        np.testing.assert_allclose(spw.getcol("CHAN_FREQ")[0], freqs[channels])
+
+
+def test_subbands_on_two_hosts_and_one_host_crashing_mid_scan(lab, tmp_path):
+    model = tmp_path / "sky.ms"
+    run_tool([tool("sim-ms"), model, "--layout", CONFIGS / "vis-stations.txt", "--nchan", NCHAN,
+              "--ntime", NTIME, "--ra", 187.0, "--dec", -26.8, "--seed", 11], timeout=60)
+    tx, rx1, rx2 = lab.add_host("tx"), lab.add_host("rx1"), lab.add_host("rx2")
+    with ProcessGroup(tmp_path) as group:
+        deploy(rx1, group, "sb1", tmp_path, 1)
+        deploy(rx2, group, "sb2", tmp_path, 1)
+        # the same keys on both receivers, each pair in its own /dev/shm only
+        assert ring_keys(rx1) == ring_keys(rx2) == set(KEYS.values())
+        assert rx1.shm() == rx2.shm() and rx1.shm()
+        assert tx.shm() == set()
+        first = {name: group.processes[name].proc.pid for name in ("rx1-ingest1", "rx1-mswrite1")}
+
+        # scan 1: receiver 2 crashes part-way
+        sender = send_scan(tx, group, model, 1, interval=0.5)
+        # 4 start/metadata heaps and 2 data heaps per stream: 2 of the 8 dumps have arrived
+        group.processes["rx2-ingest1"].wait_counter("heaps_received_total", 12, timeout=30)
+        assert sender.proc.poll() is None, "the scan ended before receiver 2 went down"
+        rx2.down()
+        assert sender.wait(30) == 0
+        ms1, counters = wait_for_ms(group, "rx1-mswrite1", tmp_path / "sb1", "scan1_*.ms",
+                                    timeout=30)
+        assert counters["dumps_written_total"] == NTIME and counters["dumps_flagged_total"] == 0
+        ingest = group.status("rx1-ingest1")["counters"]
+        assert ingest["heaps_complete_total"] == 2 * NTIME and ingest["heaps_lost_total"] == 0
+        check_subband(ms1, model, "sb1")
+        assert not list((tmp_path / "sb2").glob("scan1_*.ms"))  # never finished on receiver 2
+
+        # receiver 2 comes back with nothing of its old rings; scan 2 reaches both
+        rx2.boot()
+        assert rx2.shm() == set()
+        deploy(rx2, group, "sb2", tmp_path, 2)
+        assert send_scan(tx, group, model, 2, interval=0.05).wait(30) == 0
+        for host, sb, boot in ((rx1, "sb1", 1), (rx2, "sb2", 2)):
+            ms2, counters = wait_for_ms(group, f"{host.name}-mswrite{boot}", tmp_path / sb,
+                                        "scan2_*.ms", timeout=30)
+            check_subband(ms2, model, sb)
+            ingest = group.status(f"{host.name}-ingest{boot}")["counters"]
+            assert ingest["heaps_lost_total"] == 0
+        counters = group.status("rx1-mswrite1")["counters"]
+        assert counters["ms_written_total"] == 2 and counters["dumps_written_total"] == 2 * NTIME
+        for name, pid in first.items():  # receiver 1 was never touched
+            assert group.processes[name].proc.poll() is None and group.processes[name].proc.pid == pid
