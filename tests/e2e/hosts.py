@@ -3,8 +3,8 @@ namespace and its own /dev/shm, so their sockets, multicast memberships, shared 
 semaphores are as separate as on separate machines.
 
 A :class:`Lab` owns a "switch" namespace holding a bridge, and hosts joined to it by veth pairs
-(``eth0`` inside the host, ``p-<host>`` on the bridge), addressed in ``10.77.0.0/24`` with a
-multicast route on ``eth0``. Nothing is created in the caller's own network namespace.
+(``eth0`` inside the host, ``p-<host>`` on the bridge, MTU 9000), addressed in ``10.77.0.0/24``
+with a multicast route on ``eth0``. Nothing is created in the caller's own network namespace.
 
 A :class:`Host` is *up* while its holder process lives: ``unshare --ipc --mount`` inside the
 host's network namespace, with a fresh tmpfs on /dev/shm (where POSIX shared memory and
@@ -34,6 +34,8 @@ from services.common.processes import Process, ProcessGroup
 
 SUBNET = "10.77.0"
 PREFIX = "rph"  # namespace names: rph<pid>-<host>
+MTU = 9000  # jumbo frames, as on a telescope's data network (PST packets are ~ 6 kB)
+SHM_SIZE = "256m"  # the most a host's /dev/shm may hold
 _NAME = re.compile(rf"^{PREFIX}(\d+)-")
 
 
@@ -139,8 +141,8 @@ class Host:
         lab, name = self.lab, self.name
         _run(["ip", "netns", "add", self.netns])
         _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
-        _run(["ip", "-n", self.netns, "link", "add", "eth0", "type", "veth", "peer", "name",
-              f"p-{name}", "netns", lab.switch])
+        _run(["ip", "-n", self.netns, "link", "add", "eth0", "mtu", MTU, "type", "veth", "peer",
+              "name", f"p-{name}", "mtu", MTU, "netns", lab.switch])
         _run(["ip", "-n", lab.switch, "link", "set", f"p-{name}", "master", "br0", "up"])
         _run(["ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", "eth0"])
 
@@ -153,7 +155,7 @@ class Host:
         _run(["ip", "-n", self.netns, "route", "replace", "224.0.0.0/4", "dev", "eth0"])
         self.holder = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, "unshare", "--ipc", "--mount", "--propagation",
-             "private", "sh", "-c", "mount -t tmpfs -o mode=1777,size=64m tmpfs /dev/shm "
+             "private", "sh", "-c", f"mount -t tmpfs -o mode=1777,size={SHM_SIZE} tmpfs /dev/shm "
              "&& echo up && exec cat"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.holder.stdout is not None

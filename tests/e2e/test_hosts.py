@@ -21,11 +21,13 @@ import re
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from casacore.tables import table
 
 from services.common.processes import ProcessGroup, options, run_tool, tool
+from services.demo.beam_flow import compare_files
 from services.demo.vis_flow import wait_for_ms
 from tests.e2e.hosts import Host, Lab, LabUnavailable, check_available
 
@@ -141,3 +143,64 @@ def test_subbands_on_two_hosts_and_one_host_crashing_mid_scan(lab, tmp_path):
         assert counters["ms_written_total"] == 2 and counters["dumps_written_total"] == 2 * NTIME
         for name, pid in first.items():  # receiver 1 was never touched
             assert group.processes[name].proc.poll() is None and group.processes[name].proc.pid == pid
+
+
+BEAMS = {"rx1": ("239.10.1.1", 100), "rx2": ("239.10.1.2", 300)}  # group, tone channel
+HEAPS_PER_BLOCK = 16  # configs/beam.hdr
+
+
+def test_beams_on_two_hosts_live_statistics_equal_offline(lab, tmp_path):
+    """Two PST beams multicast from one host, each received by a host of its own running
+    configs/beam*.hdr unchanged (the same ring keys on both): svc-stat's live statistics equal
+    stat-file-processor's of the host's recording, and each host holds its own beam's tone."""
+    tx = lab.add_host("tx")
+    receivers = [lab.add_host(name) for name in BEAMS]
+    with ProcessGroup(tmp_path) as group:
+        for host in receivers:
+            mcast, _ = BEAMS[host.name]
+            work = tmp_path / host.name
+            work.mkdir()
+            host.run([tool("ringbuf"), "create-pair", "--config", CONFIGS / "beam.hdr"])
+            sock = group.socket_path(f"{host.name}-ingest")
+            host.start(group, "ingest", [
+                tool("svc-ingest"), "-c", CONFIGS / "beam.hdr", "-c", CONFIGS / "beam-ingest.hdr",
+                "--socket", sock, *options({"MCAST_GROUP": mcast, "MCAST_INTERFACE": host.address,
+                                            "STREAM_TIMEOUT_S": 3})], sock)
+            sock = group.socket_path(f"{host.name}-stat")
+            host.start(group, "stat", [
+                tool("svc-stat"), "-c", CONFIGS / "beam.hdr", "-c", CONFIGS / "beam-stat.hdr",
+                "--socket", sock, *options({"STAT_PROC_DELAY_MS": 300,
+                                            "STAT_BASE_PATH": work / "live"})], sock)
+            host.start(group, "record", [tool("ringbuf"), "record", "-k", "b000", "--weights-key",
+                                         "b010", "-D", work / "rec", "--transfers", 1, "--json"])
+        assert receivers[0].shm() == receivers[1].shm() and receivers[0].shm()
+        senders = [tx.start(group, f"beam-send-{host.name}", [
+            tool("beam-send"), "-c", CONFIGS / "beam-ingest.hdr", *options({
+                "DATA_HOST": BEAMS[host.name][0], "beam.interface_address": tx.address,
+                "beam.tone_channels": BEAMS[host.name][1], "beam.nan_every": 97,
+                "beam.duration_s": 2.0, "SCAN_ID": 21})]) for host in receivers]
+        for sender in senders:
+            assert sender.wait(60) == 0
+        for host in receivers:
+            work = tmp_path / host.name
+            assert group.wait(f"{host.name}-record", 30) == 0
+            recorded = json.loads(group.processes[f"{host.name}-record"].output().splitlines()[-1])
+            assert recorded["transfers"] == 1 and recorded["incomplete"] == 0
+            stat = group.processes[f"{host.name}-stat"]
+            stat.wait_counter("transfers_total", 1, timeout=30)
+            time.sleep(1.3)  # its last sample of the transfer
+            ingest = group.status(f"{host.name}-ingest")["counters"]
+            assert ingest["heaps_lost_total"] == 0
+            assert ingest["heaps_complete_total"] // 18 >= 2.0 / (32 * 207.36e-6) - 1
+            run_tool([tool("stat-file-processor"), work / "rec" / "data", "--segment-heaps",
+                      HEAPS_PER_BLOCK, "--output", work / "offline", "--no-progress"], timeout=120)
+            live = sorted((work / "live").rglob("*.h5"))
+            compared, mismatches = compare_files(live, sorted((work / "offline").glob("*.h5")))
+            assert compared >= 2 and mismatches == []
+            with h5py.File(live[0]) as f:
+                power = f["MEAN_SPECTRAL_POWER"][...]
+            for other, (_, tone) in BEAMS.items():  # its own tone, not the other beam's
+                if other == host.name:
+                    assert power[:, tone].min() > 5 * power.mean()
+                else:
+                    assert power[:, tone].max() < 2 * power.mean()
