@@ -182,18 +182,23 @@ def test_beams_on_two_hosts_live_statistics_equal_offline(lab, tmp_path):
         for sender in senders:
             assert sender.wait(60) == 0
         for host in receivers:
-            work = tmp_path / host.name
             assert group.wait(f"{host.name}-record", 30) == 0
             recorded = json.loads(group.processes[f"{host.name}-record"].output().splitlines()[-1])
             assert recorded["transfers"] == 1 and recorded["incomplete"] == 0
-            stat = group.processes[f"{host.name}-stat"]
-            stat.wait_counter("transfers_total", 1, timeout=30)
-            time.sleep(1.3)  # its last sample of the transfer
             ingest = group.status(f"{host.name}-ingest")["counters"]
             assert ingest["heaps_lost_total"] == 0
             assert ingest["heaps_complete_total"] // 18 >= 2.0 / (32 * 207.36e-6) - 1
-            run_tool([tool("stat-file-processor"), work / "rec" / "data", "--segment-heaps",
-                      HEAPS_PER_BLOCK, "--output", work / "offline", "--no-progress"], timeout=120)
+            # each host processes its own recording offline, both at once
+            host.start(group, "offline", [
+                tool("stat-file-processor"), tmp_path / host.name / "rec" / "data",
+                "--segment-heaps", HEAPS_PER_BLOCK, "--output", tmp_path / host.name / "offline",
+                "--no-progress"])
+        for host in receivers:
+            group.processes[f"{host.name}-stat"].wait_counter("transfers_total", 1, timeout=30)
+        time.sleep(1.3)  # svc-stat's last sample of the transfer (STAT_PROC_DELAY_MS 300)
+        for host in receivers:
+            work = tmp_path / host.name
+            assert group.wait(f"{host.name}-offline", 60) == 0
             live = sorted((work / "live").rglob("*.h5"))
             compared, mismatches = compare_files(live, sorted((work / "offline").glob("*.h5")))
             assert compared >= 2 and mismatches == []
