@@ -43,7 +43,8 @@ class LabUnavailable(Exception):
     """Namespaces cannot be made here (not root, no iproute2/util-linux, or not allowed)."""
 
 
-def _run(args: list[Any], timeout: float = 20.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _run(args: list[Any], timeout: float = 20.0,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
                             timeout=timeout)
     if check and result.returncode != 0:
@@ -53,13 +54,12 @@ def _run(args: list[Any], timeout: float = 20.0, check: bool = True) -> subproce
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
 def netns_pids(netns: str) -> list[int]:
@@ -187,7 +187,9 @@ class Host:
         if not self.up:
             raise RuntimeError(f"{self.name} is down")
         assert self.holder is not None
-        return ["nsenter", "--target", str(self.holder.pid), "--net", "--ipc", "--mount", "--"]
+        # entering a mount namespace moves to its root: keep the caller's working directory
+        return ["nsenter", "--target", str(self.holder.pid), "--net", "--ipc", "--mount",
+                f"--wd={os.getcwd()}", "--"]
 
     def run(self, args: list[Any], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run a command on this host to completion; raise with its stderr if it fails."""
