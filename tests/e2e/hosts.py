@@ -173,9 +173,13 @@ class Host:
             process.proc.wait(10)
         self.processes.clear()
         if self.holder is not None:
-            self.holder.wait(10)
-            self.holder = None
+            self._reap_holder()
         _run(["ip", "-n", self.netns, "link", "set", "eth0", "down"])
+
+    def _reap_holder(self) -> None:
+        assert self.holder is not None
+        self.holder.communicate(timeout=10)  # closes its pipes
+        self.holder = None
 
     @property
     def up(self) -> bool:
@@ -209,8 +213,7 @@ class Host:
     def close(self) -> None:
         _kill_netns(self.netns)
         if self.holder is not None:
-            self.holder.wait(10)
-            self.holder = None
+            self._reap_holder()
         _run(["ip", "netns", "del", self.netns], check=False)
 
 
