@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # OS tools some tests and the demo's imaging use (casacore-tools, wsclean, aoflagger,
-# systemd-analyze); best effort: without them the demo skips imaging and those tests skip.
+# systemd-analyze, iproute2); best effort: without them the demo skips imaging and those tests skip.
 tools:
 	@bash scripts/install-tools.sh
 
