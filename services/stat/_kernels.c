@@ -12,6 +12,7 @@
  * collect the codes that the rebinned histogram does not hold exactly (its first and last bin
  * and beyond); the caller adds the rebinned marginals for the rest.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -32,162 +33,316 @@ struct acc_args {
     float *spec;            /* (nchan_ds, ndat_ds) */
     float *ts_max, *ts_min, *ts_mean; int64_t *ts_cnt;     /* (ndat_ds) */
     float *tsx_max, *tsx_min, *tsx_mean; int64_t *tsx_cnt; /* (ndat_ds) if any_mask */
+    int64_t *joint, *joint_m; /* 8-bit: (65536) counts of each (I, Q) byte pair, all channels
+                                 and masked ones; the rebinned and 1-D histograms are then
+                                 left to the caller */
 };
 
-#define TS_UPDATE(pw, cnt, mean, mx, mn)                                  \
-    do {                                                                  \
-        (cnt) += 1;                                                       \
-        (mean) = (mean) + ((pw) - (mean)) / (float)(cnt);                 \
-        if ((pw) > (mx)) (mx) = (pw);                                     \
-        if ((pw) < (mn)) (mn) = (pw);                                     \
-    } while (0)
+#define LANES 8
+#define GROUP_FLOATS (4 << 20) /* P values of one group of heaps, at most (unless one heap) */
 
-#define DEFINE_ACCUMULATE(NAME, T)                                                              \
-static int NAME(const struct acc_args *a)                                                       \
-{                                                                                               \
-    const T *raw = (const T *)a->raw;                                                           \
-    const int64_t npkt = a->npkt, unchan = a->unchan, unsamp = a->unsamp, width = 2 * unchan;   \
-    const int64_t spt = a->spt, cpf = a->cpf, nrebin = a->nrebin, ndat = a->ndat_ds;            \
-    const int64_t last = nrebin - 1, off = a->hist_offset;                                      \
-    const int64_t cmin = a->code_min, cmax = a->code_max;                                       \
-    const int any_mask = (int)a->any_mask;                                                      \
-    const int one_bin = spt % unsamp == 0;                                                      \
-    float *xs = malloc(sizeof(float) * (size_t)(unsamp * width));                               \
-    float *pw_s = malloc(sizeof(float) * (size_t)(unsamp * unchan));                            \
-    int64_t *pkt_count = malloc(sizeof(int64_t) * (size_t)npkt);                                \
-    if (!xs || !pw_s || !pkt_count) {                                                           \
-        free(xs); free(pw_s); free(pkt_count);                                                  \
-        return -1;                                                                              \
-    }                                                                                           \
-    for (int64_t p = 0; p < npkt; p++) pkt_count[p] = a->nsamp_chan[p * unchan];                \
-    for (int64_t h = 0; h < a->nheap; h++) {                                                    \
-        const int64_t tbase = (a->heap0 + h) * unsamp;                                          \
-        const int64_t tb = tbase / spt;                                                         \
-        const int64_t xb = any_mask ? tb : 0;                                                   \
-        int64_t tc = a->ts_cnt[tb], uc = a->tsx_cnt[xb];                                        \
-        float tm = a->ts_mean[tb], tx = a->ts_max[tb], tn = a->ts_min[tb];                      \
-        float um = a->tsx_mean[xb], ux = a->tsx_max[xb], un = a->tsx_min[xb];                   \
-        for (int64_t p = 0; p < npkt; p++) {                                                    \
-            if (!a->valid[h * npkt + p]) continue;                                              \
-            const float f = a->factors[h * npkt + p];                                           \
-            const int64_t c0 = p * unchan;                                                      \
-            const T *pk = raw + (((h * npkt + p) * 2 + a->pol) * unchan) * unsamp * 2;          \
-            const int64_t nbefore = pkt_count[p];                                               \
-            pkt_count[p] = nbefore + unsamp;                                                    \
-            /* scaled samples, (samp, chan*2 + dim), and their power, (samp, chan) */           \
-            for (int64_t ci = 0; ci < unchan; ci++) {                                           \
-                const T *src = pk + ci * unsamp * 2;                                            \
-                for (int64_t s = 0; s < unsamp; s++) {                                          \
-                    xs[s * width + 2 * ci] = (float)src[2 * s] * f;                             \
-                    xs[s * width + 2 * ci + 1] = (float)src[2 * s + 1] * f;                     \
-                }                                                                               \
-            }                                                                                   \
-            for (int64_t s = 0; s < unsamp; s++) {                                              \
-                const float *x = xs + s * width;                                                \
-                float *q = pw_s + s * unchan;                                                   \
-                for (int64_t ci = 0; ci < unchan; ci++) {                                       \
-                    const float x0 = x[2 * ci], x1 = x[2 * ci + 1];                             \
-                    const float a0 = x0 * x0, a1 = x1 * x1;                                     \
-                    q[ci] = a0 + a1;                                                            \
-                }                                                                               \
-            }                                                                                   \
-            /* Welford per (chan, dim), in time order */                                        \
-            float *restrict wm = a->wmean + 2 * c0;                                             \
-            float *restrict wq = a->wm2 + 2 * c0;                                               \
-            for (int64_t s = 0; s < unsamp; s++) {                                              \
-                const float nf = (float)(nbefore + s + 1);                                      \
-                const float *restrict x = xs + s * width;                                       \
-                for (int64_t j = 0; j < width; j++) {                                           \
-                    const float m0 = wm[j];                                                     \
-                    const float d = x[j] - m0;                                                  \
-                    const float m = m0 + d / nf;                                                \
-                    const float e = x[j] - m;                                                   \
-                    const float g = e * d;                                                      \
-                    wm[j] = m;                                                                  \
-                    wq[j] = wq[j] + g;                                                          \
-                }                                                                               \
-            }                                                                                   \
-            /* power sum and maximum per channel, in time order */                              \
-            float *restrict ps = a->psum + c0;                                                  \
-            float *restrict pm = a->pmax + c0;                                                  \
-            for (int64_t s = 0; s < unsamp; s++) {                                              \
-                const float *restrict q = pw_s + s * unchan;                                    \
-                for (int64_t ci = 0; ci < unchan; ci++) {                                       \
-                    ps[ci] = ps[ci] + q[ci];                                                    \
-                    pm[ci] = q[ci] > pm[ci] ? q[ci] : pm[ci];                                   \
-                }                                                                               \
-            }                                                                                   \
-            /* histograms and clipping, on the raw integers */                                  \
-            for (int64_t ci = 0; ci < unchan; ci++) {                                           \
-                const int64_t c = c0 + ci;                                                      \
-                const int msk = a->mask[c];                                                     \
-                const T *src = pk + ci * unsamp * 2;                                            \
-                int64_t k0 = 0, k1 = 0;                                                         \
-                for (int64_t s = 0; s < unsamp; s++) {                                          \
-                    const int64_t r0 = src[2 * s], r1 = src[2 * s + 1];                         \
-                    k0 += (r0 == cmin) | (r0 == cmax);                                          \
-                    k1 += (r1 == cmin) | (r1 == cmax);                                          \
-                    const int64_t b0 = r0 + 128, b1 = r1 + 128;                                 \
-                    const int64_t q0 = b0 < 0 ? 0 : (b0 > last ? last : b0);                    \
-                    const int64_t q1 = b1 < 0 ? 0 : (b1 > last ? last : b1);                    \
-                    const int o0 = b0 < 1 || b0 >= last, o1 = b1 < 1 || b1 >= last;             \
-                    a->rh2[q0 * nrebin + q1] += 1;                                              \
-                    if (o0) a->hist_i[r0 + off] += 1;                                           \
-                    if (o1) a->hist_q[r1 + off] += 1;                                           \
-                    if (msk) {                                                                  \
-                        a->rh2_m[q0 * nrebin + q1] += 1;                                        \
-                        if (o0) a->hist_mi[r0 + off] += 1;                                      \
-                        if (o1) a->hist_mq[r1 + off] += 1;                                      \
-                    }                                                                           \
-                }                                                                               \
-                a->clip_i[c] += k0;                                                             \
-                a->clip_q[c] += k1;                                                             \
-            }                                                                                   \
-            /* spectrogram and timeseries, heap -> channel -> sample */                         \
-            for (int64_t ci = 0; ci < unchan; ci++) {                                           \
-                const int64_t c = c0 + ci;                                                      \
-                const int64_t fbin = c / cpf;                                                   \
-                const int ex = any_mask && !a->mask[c];                                         \
-                if (one_bin) {                                                                  \
-                    float sp = a->spec[fbin * ndat + tb];                                       \
-                    for (int64_t s = 0; s < unsamp; s++) {                                      \
-                        const float pw = pw_s[s * unchan + ci];                                 \
-                        sp = sp + pw;                                                           \
-                        TS_UPDATE(pw, tc, tm, tx, tn);                                          \
-                        if (ex) TS_UPDATE(pw, uc, um, ux, un);                                  \
-                    }                                                                           \
-                    a->spec[fbin * ndat + tb] = sp;                                             \
-                } else {                                                                        \
-                    for (int64_t s = 0; s < unsamp; s++) {                                      \
-                        const float pw = pw_s[s * unchan + ci];                                 \
-                        const int64_t t = (tbase + s) / spt;                                    \
-                        a->spec[fbin * ndat + t] = a->spec[fbin * ndat + t] + pw;               \
-                        TS_UPDATE(pw, a->ts_cnt[t], a->ts_mean[t], a->ts_max[t], a->ts_min[t]); \
-                        if (ex) TS_UPDATE(pw, a->tsx_cnt[t], a->tsx_mean[t], a->tsx_max[t],     \
-                                          a->tsx_min[t]);                                       \
-                    }                                                                           \
-                }                                                                               \
-            }                                                                                   \
-        }                                                                                       \
-        if (one_bin) {                                                                          \
-            a->ts_cnt[tb] = tc; a->ts_mean[tb] = tm; a->ts_max[tb] = tx; a->ts_min[tb] = tn;    \
-            if (any_mask) {                                                                     \
-                a->tsx_cnt[tb] = uc; a->tsx_mean[tb] = um;                                      \
-                a->tsx_max[tb] = ux; a->tsx_min[tb] = un;                                       \
-            }                                                                                   \
-        }                                                                                       \
-    }                                                                                           \
-    free(xs); free(pw_s); free(pkt_count);                                                      \
-    return 0;                                                                                   \
+/* Working memory of one call. */
+struct work {
+    float *xs;        /* (unsamp, 2 * unchan) scaled samples of one packet */
+    float *pw_s;      /* (unsamp, unchan) their power */
+    int64_t *pkt_count; /* (npkt) valid samples so far of each packet's channels */
+    float *pbuf;      /* (group, nchan, unsamp) power of every sample of a group of heaps */
+    uint8_t *vch;     /* (group, nchan) 1 where the channel's packet is valid */
+    float *streams;   /* (longest chain, LANES) timeseries chains of LANES bins, interleaved */
+    int64_t group, stream_len;
+};
+
+/* One heap: Welford, power sum and maximum, histograms and clipping; power into pbuf. */
+#define SAMPLE(p, i) \
+    (nbit == 8 ? (int32_t)((const int8_t *)(p))[i] : (int32_t)((const int16_t *)(p))[i])
+
+static inline __attribute__((always_inline)) void
+heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict pout,
+          uint8_t *restrict vout, const int nbit)
+{
+    const char *raw = (const char *)a->raw;
+    const int64_t bytes = nbit / 8;
+    const int64_t npkt = a->npkt, unchan = a->unchan, unsamp = a->unsamp, width = 2 * unchan;
+    const int64_t nrebin = a->nrebin, last = nrebin - 1, off = a->hist_offset;
+    const int64_t cmin = a->code_min, cmax = a->code_max;
+    const uint8_t *restrict cmask = a->mask;
+    int64_t *restrict hist_i = a->hist_i, *restrict hist_q = a->hist_q;
+    int64_t *restrict hist_mi = a->hist_mi, *restrict hist_mq = a->hist_mq;
+    int64_t *restrict rh2 = a->rh2, *restrict rh2_m = a->rh2_m;
+    float *restrict xs = w->xs, *restrict pw_s = w->pw_s;
+    for (int64_t p = 0; p < npkt; p++) {
+        const int64_t c0 = p * unchan;
+        const int ok = a->valid[h * npkt + p] != 0;
+        for (int64_t ci = 0; ci < unchan; ci++) vout[c0 + ci] = (uint8_t)ok;
+        if (!ok) continue;
+        const float f = a->factors[h * npkt + p];
+        const char *pk = raw + bytes * ((((h * npkt + p) * 2 + a->pol) * unchan) * unsamp * 2);
+        const int64_t nbefore = w->pkt_count[p];
+        w->pkt_count[p] = nbefore + unsamp;
+        /* scaled samples, (samp, chan*2 + dim), and their power, (samp, chan) */
+        for (int64_t ci = 0; ci < unchan; ci++) {
+            const char *src = pk + bytes * (ci * unsamp * 2);
+            for (int64_t s = 0; s < unsamp; s++) {
+                xs[s * width + 2 * ci] = (float)SAMPLE(src, 2 * s) * f;
+                xs[s * width + 2 * ci + 1] = (float)SAMPLE(src, 2 * s + 1) * f;
+            }
+        }
+        for (int64_t s = 0; s < unsamp; s++) {
+            const float *x = xs + s * width;
+            float *q = pw_s + s * unchan;
+            for (int64_t ci = 0; ci < unchan; ci++) {
+                const float x0 = x[2 * ci], x1 = x[2 * ci + 1];
+                const float a0 = x0 * x0, a1 = x1 * x1;
+                q[ci] = a0 + a1;
+            }
+        }
+        for (int64_t ci = 0; ci < unchan; ci++)
+            for (int64_t s = 0; s < unsamp; s++)
+                pout[(c0 + ci) * unsamp + s] = pw_s[s * unchan + ci];
+        /* Welford per (chan, dim), in time order */
+        float *restrict wm = a->wmean + 2 * c0;
+        float *restrict wq = a->wm2 + 2 * c0;
+        for (int64_t s = 0; s < unsamp; s++) {
+            const float nf = (float)(nbefore + s + 1);
+            const float *restrict x = xs + s * width;
+            for (int64_t j = 0; j < width; j++) {
+                const float m0 = wm[j];
+                const float d = x[j] - m0;
+                const float m = m0 + d / nf;
+                const float e = x[j] - m;
+                const float g = e * d;
+                wm[j] = m;
+                wq[j] = wq[j] + g;
+            }
+        }
+        /* power sum and maximum per channel, in time order */
+        float *restrict ps = a->psum + c0;
+        float *restrict pm = a->pmax + c0;
+        for (int64_t s = 0; s < unsamp; s++) {
+            const float *restrict q = pw_s + s * unchan;
+            for (int64_t ci = 0; ci < unchan; ci++) {
+                ps[ci] = ps[ci] + q[ci];
+                pm[ci] = q[ci] > pm[ci] ? q[ci] : pm[ci];
+            }
+        }
+        /* histograms and clipping, on the raw integers */
+        if (nbit == 8) {
+            int64_t *restrict joint = a->joint, *restrict joint_m = a->joint_m;
+            for (int64_t ci = 0; ci < unchan; ci++) {
+                const int64_t c = c0 + ci;
+                const uint8_t *src = (const uint8_t *)pk + ci * unsamp * 2;
+                int64_t k0 = 0, k1 = 0;
+                for (int64_t s = 0; s < unsamp; s++) {
+                    const int8_t r0 = (int8_t)src[2 * s], r1 = (int8_t)src[2 * s + 1];
+                    k0 += (r0 == cmin) | (r0 == cmax);
+                    k1 += (r1 == cmin) | (r1 == cmax);
+                }
+                if (cmask[c])
+                    for (int64_t s = 0; s < unsamp; s++)
+                        joint_m[src[2 * s] | (src[2 * s + 1] << 8)] += 1;
+                for (int64_t s = 0; s < unsamp; s++)
+                    joint[src[2 * s] | (src[2 * s + 1] << 8)] += 1;
+                a->clip_i[c] += k0;
+                a->clip_q[c] += k1;
+            }
+            continue;
+        }
+        for (int64_t ci = 0; ci < unchan; ci++) {
+            const int64_t c = c0 + ci;
+            const int msk = cmask[c];
+            const char *src = pk + bytes * (ci * unsamp * 2);
+            int64_t k0 = 0, k1 = 0;
+            for (int64_t s = 0; s < unsamp; s++) {
+                const int64_t r0 = SAMPLE(src, 2 * s), r1 = SAMPLE(src, 2 * s + 1);
+                k0 += (r0 == cmin) | (r0 == cmax);
+                k1 += (r1 == cmin) | (r1 == cmax);
+                const int64_t b0 = r0 + 128, b1 = r1 + 128;
+                const int64_t q0 = b0 < 0 ? 0 : (b0 > last ? last : b0);
+                const int64_t q1 = b1 < 0 ? 0 : (b1 > last ? last : b1);
+                const int o0 = b0 < 1 || b0 >= last, o1 = b1 < 1 || b1 >= last;
+                rh2[q0 * nrebin + q1] += 1;
+                if (o0) hist_i[r0 + off] += 1;
+                if (o1) hist_q[r1 + off] += 1;
+                if (msk) {
+                    rh2_m[q0 * nrebin + q1] += 1;
+                    if (o0) hist_mi[r0 + off] += 1;
+                    if (o1) hist_mq[r1 + off] += 1;
+                }
+            }
+            a->clip_i[c] += k0;
+            a->clip_q[c] += k1;
+        }
+    }
 }
 
-DEFINE_ACCUMULATE(accumulate_i8, int8_t)
-DEFINE_ACCUMULATE(accumulate_i16, int16_t)
+static void heap_pass_i8(const struct acc_args *a, struct work *w, int64_t h, float *pout,
+                         uint8_t *vout)
+{
+    heap_pass(a, w, h, pout, vout, 8);
+}
+
+static void heap_pass_i16(const struct acc_args *a, struct work *w, int64_t h, float *pout,
+                          uint8_t *vout)
+{
+    heap_pass(a, w, h, pout, vout, 16);
+}
+
+static int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
+static int64_t max64(int64_t x, int64_t y) { return x > y ? x : y; }
+
+/* SPECTROGRAM of heaps [h0, h0 + n): each cell summed in heap -> channel -> sample order;
+ * LANES frequency bins at a time (independent sums, so the adds overlap). */
+static void spectrogram(const struct acc_args *a, const struct work *w, int64_t h0, int64_t n)
+{
+    const int64_t nchan = a->npkt * a->unchan, unsamp = a->unsamp, cpf = a->cpf;
+    const int64_t spt = a->spt, ndat = a->ndat_ds, nfbin = nchan / cpf;
+    float *restrict spec = a->spec;
+    for (int64_t hl = 0; hl < n; hl++) {
+        const float *restrict pb = w->pbuf + hl * nchan * unsamp;
+        const uint8_t *restrict vc = w->vch + hl * nchan;
+        const int64_t tbase = (a->heap0 + h0 + hl) * unsamp;
+        for (int64_t s0 = 0; s0 < unsamp;) {  /* runs of samples in one time bin */
+            const int64_t t = (tbase + s0) / spt;
+            const int64_t s1 = min64(unsamp, (t + 1) * spt - tbase);
+            for (int64_t fb0 = 0; fb0 < nfbin; fb0 += LANES) {
+                const int64_t nl = min64(LANES, nfbin - fb0);
+                float acc[LANES];
+                for (int64_t j = 0; j < nl; j++) acc[j] = spec[(fb0 + j) * ndat + t];
+                if (nl == LANES) {
+                    for (int64_t ci = 0; ci < cpf; ci++)
+                        for (int64_t s = s0; s < s1; s++)
+                            for (int64_t j = 0; j < LANES; j++) {
+                                const int64_t c = (fb0 + j) * cpf + ci;
+                                const float pw = pb[c * unsamp + s];
+                                acc[j] = acc[j] + (vc[c] ? pw : 0.0f);
+                            }
+                } else {
+                    for (int64_t ci = 0; ci < cpf; ci++)
+                        for (int64_t s = s0; s < s1; s++)
+                            for (int64_t j = 0; j < nl; j++) {
+                                const int64_t c = (fb0 + j) * cpf + ci;
+                                const float pw = pb[c * unsamp + s];
+                                acc[j] = acc[j] + (vc[c] ? pw : 0.0f);
+                            }
+                }
+                for (int64_t j = 0; j < nl; j++) spec[(fb0 + j) * ndat + t] = acc[j];
+            }
+            s0 = s1;
+        }
+    }
+}
+
+/* TIMESERIES (or, with excised, TIMESERIES_RFI_EXCISED) of heaps [h0, h0 + n).  Each time
+ * bin is a float32 running mean over its samples in heap -> channel -> sample order, a serial
+ * chain; LANES bins run side by side: their chains are copied into interleaved streams
+ * (padded with NaN, which no power value is) and advanced together. */
+static void timeseries(const struct acc_args *a, struct work *w, int64_t h0, int64_t n,
+                       int excised)
+{
+    const int64_t nchan = a->npkt * a->unchan, unsamp = a->unsamp, spt = a->spt;
+    float *restrict tmax = excised ? a->tsx_max : a->ts_max;
+    float *restrict tmin = excised ? a->tsx_min : a->ts_min;
+    float *restrict tmean = excised ? a->tsx_mean : a->ts_mean;
+    int64_t *restrict tcnt = excised ? a->tsx_cnt : a->ts_cnt;
+    const uint8_t *restrict cmask = a->mask;
+    float *restrict st = w->streams;
+    const int64_t tfirst = (a->heap0 + h0) * unsamp;     /* first sample of the group */
+    const int64_t tend = tfirst + n * unsamp;
+    const int64_t b_lo = tfirst / spt, b_hi = (tend - 1) / spt;
+    for (int64_t b0 = b_lo; b0 <= b_hi; b0 += LANES) {
+        const int64_t nl = min64(LANES, b_hi - b0 + 1);
+        int64_t len[LANES] = {0}, longest = 0;
+        for (int64_t j = 0; j < nl; j++) {
+            const int64_t b = b0 + j;
+            const int64_t lo = max64(b * spt, tfirst), hi = min64((b + 1) * spt, tend);
+            int64_t k = 0;
+            for (int64_t t = lo; t < hi;) {  /* heap by heap */
+                const int64_t hl = t / unsamp - (a->heap0 + h0);
+                const int64_t hs = (a->heap0 + h0 + hl) * unsamp;
+                const int64_t s0 = t - hs, s1 = min64(unsamp, hi - hs);
+                const float *pb = w->pbuf + hl * nchan * unsamp;
+                const uint8_t *vc = w->vch + hl * nchan;
+                for (int64_t c = 0; c < nchan; c++) {
+                    if (!vc[c] || (excised && cmask[c])) continue;
+                    for (int64_t s = s0; s < s1; s++) st[(k++) * LANES + j] = pb[c * unsamp + s];
+                }
+                t = hs + s1;
+            }
+            len[j] = k;
+            longest = max64(longest, k);
+        }
+        for (int64_t j = 0; j < LANES; j++)
+            for (int64_t k = j < nl ? len[j] : 0; k < longest; k++) st[k * LANES + j] = NAN;
+        double cnt[LANES];
+        float mean[LANES], mx[LANES], mn[LANES];
+        for (int64_t j = 0; j < LANES; j++) {
+            const int64_t b = j < nl ? b0 + j : b0;
+            cnt[j] = (double)tcnt[b];
+            mean[j] = tmean[b];
+            mx[j] = tmax[b];
+            mn[j] = tmin[b];
+        }
+        for (int64_t k = 0; k < longest; k++) {
+            const float *restrict pk = st + k * LANES;
+            for (int64_t j = 0; j < LANES; j++) {
+                const float pw = pk[j];
+                const int ok = pw == pw;
+                cnt[j] = cnt[j] + (ok ? 1.0 : 0.0);
+                const float nf = (float)cnt[j];
+                const float d = pw - mean[j];
+                const float q = d / nf;
+                const float m = mean[j] + q;
+                mean[j] = ok ? m : mean[j];
+                mx[j] = pw > mx[j] ? pw : mx[j];
+                mn[j] = pw < mn[j] ? pw : mn[j];
+            }
+        }
+        for (int64_t j = 0; j < nl; j++) {
+            tcnt[b0 + j] = (int64_t)cnt[j];
+            tmean[b0 + j] = mean[j];
+            tmax[b0 + j] = mx[j];
+            tmin[b0 + j] = mn[j];
+        }
+    }
+}
 
 /* Add one polarisation of a run of heaps; nbit 8 or 16.  0 on success, -1 out of memory. */
 int stat_accumulate(const struct acc_args *a, int64_t nbit)
 {
-    return nbit == 8 ? accumulate_i8(a) : accumulate_i16(a);
+    const int64_t npkt = a->npkt, unchan = a->unchan, unsamp = a->unsamp;
+    const int64_t nchan = npkt * unchan, heap_floats = nchan * unsamp;
+    struct work w = {0};
+    /* heaps per group: LANES time bins' worth (whole bins when the group starts on a bin),
+     * within the memory bound */
+    int64_t group = (LANES * a->spt + unsamp - 1) / unsamp;
+    group = max64(1, min64(min64(group, GROUP_FLOATS / heap_floats), a->nheap));
+    w.group = group;
+    w.stream_len = min64(a->spt, group * unsamp) * nchan;
+    w.xs = malloc(sizeof(float) * (size_t)(unsamp * 2 * unchan));
+    w.pw_s = malloc(sizeof(float) * (size_t)(unsamp * unchan));
+    w.pkt_count = malloc(sizeof(int64_t) * (size_t)npkt);
+    w.pbuf = malloc(sizeof(float) * (size_t)(group * heap_floats));
+    w.vch = malloc((size_t)(group * nchan));
+    w.streams = malloc(sizeof(float) * (size_t)(w.stream_len * LANES));
+    int status = -1;
+    if (w.xs && w.pw_s && w.pkt_count && w.pbuf && w.vch && w.streams) {
+        for (int64_t p = 0; p < npkt; p++) w.pkt_count[p] = a->nsamp_chan[p * unchan];
+        for (int64_t h0 = 0; h0 < a->nheap; h0 += group) {
+            const int64_t n = min64(group, a->nheap - h0);
+            for (int64_t hl = 0; hl < n; hl++) {
+                float *pout = w.pbuf + hl * heap_floats;
+                uint8_t *vout = w.vch + hl * nchan;
+                if (nbit == 8) heap_pass_i8(a, &w, h0 + hl, pout, vout);
+                else heap_pass_i16(a, &w, h0 + hl, pout, vout);
+            }
+            spectrogram(a, &w, h0, n);
+            timeseries(a, &w, h0, n, 0);
+            if (a->any_mask) timeseries(a, &w, h0, n, 1);
+        }
+        status = 0;
+    }
+    free(w.xs); free(w.pw_s); free(w.pkt_count); free(w.pbuf); free(w.vch); free(w.streams);
+    return status;
 }
 
 /* Pooled mean and variance per (pol, dim) over the included channels (Chan et al., channel

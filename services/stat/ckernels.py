@@ -44,7 +44,7 @@ class AccArgs(ctypes.Structure):
     ] + [(name, _P) for name in ("wmean", "wm2", "psum", "pmax", "clip_i", "clip_q", "hist_i",
                                  "hist_q", "hist_mi", "hist_mq", "rh2", "rh2_m", "spec",
                                  "ts_max", "ts_min", "ts_mean", "ts_cnt", "tsx_max", "tsx_min",
-                                 "tsx_mean", "tsx_cnt")]
+                                 "tsx_mean", "tsx_cnt", "joint", "joint_m")]
 
 
 _LIB: list[ctypes.CDLL | None] = []

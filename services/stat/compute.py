@@ -255,6 +255,11 @@ class StatComputer:
         mbins, mrebin = (nbins, nrebin) if self.any_mask else (1, 1)
         self.hist_m = np.zeros((npol, ndim, mbins), np.int64)
         self.rhist2_m = np.zeros((npol, mrebin, mrebin), np.int64)
+        # 8-bit, C kernels: counts of each raw (I, Q) byte pair, folded into the histograms
+        # by result(); index I byte + 256 * Q byte
+        self.joint = np.zeros((npol, 1 << 16), np.int64) if lay.nbit == 8 else None
+        self.joint_m = (np.zeros((npol, 1 << 16), np.int64) if lay.nbit == 8 and self.any_mask
+                        else self.joint)
         self.spec = np.zeros((npol, self.nchan_ds, self.ndat_ds), np.float32)
         self.ts = _timeseries_state(npol, self.ndat_ds)
         self.tsx = _timeseries_state(npol, self.ndat_ds if self.any_mask else 1)
@@ -320,7 +325,9 @@ class StatComputer:
                 *(_address(arr[pol]) for arr in (
                     wmean, wm2, self.psum, self.pmax, self.clipped[:, 0], self.clipped[:, 1],
                     self.hist[:, 0], self.hist[:, 1], self.hist_m[:, 0], self.hist_m[:, 1],
-                    self.rhist2, self.rhist2_m, self.spec, *ts, *tsx)))
+                    self.rhist2, self.rhist2_m, self.spec, *ts, *tsx)),
+                *((0, 0) if self.joint is None else
+                  (_address(self.joint[pol]), _address(self.joint_m[pol]))))
 
         args = [pol_args(0), pol_args(1)]
         other = _POOL.submit(lib.stat_accumulate, ctypes.byref(args[1]), self.layout.nbit)
@@ -360,6 +367,7 @@ class StatComputer:
         else:
             mean_x, var_x, ts_x = mean_fa.copy(), var_fa.copy(), None
         var_spec, power = _finish_channels(nsc, wm2, self.psum)
+        self._fold_joint()
         rhist1, hist1 = self._histograms(self.rhist2, self.hist)
         rhist1_m, hist1_m = self._histograms(self.rhist2_m, self.hist_m)
         ts = _timeseries_out(*self.ts)
@@ -427,6 +435,29 @@ class StatComputer:
             nheap=self.heaps_done,
         )
 
+
+    def _fold_joint(self) -> None:
+        """Move the 8-bit (I, Q) pair counts into the rebinned and partial 1-D histograms."""
+        if self.joint is None:
+            return
+        codes = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.int64)  # byte -> code
+        nrebin = self.nrebin
+        rebin = np.clip(codes + 128, 0, nrebin - 1)
+        outside = (codes + 128 < 1) | (codes + 128 >= nrebin - 1)
+        pairs = [(self.joint, self.rhist2, self.hist)]
+        if self.any_mask:
+            pairs.append((self.joint_m, self.rhist2_m, self.hist_m))
+        for joint, rhist2, hist in pairs:
+            counts = joint.reshape(2, 256, 256)  # (pol, Q byte, I byte)
+            index = rebin[None, :] * nrebin + rebin[:, None]  # (Q byte, I byte) -> bI, bQ
+            for pol in range(2):
+                rhist2[pol] += np.bincount(index.ravel(), counts[pol].ravel(),
+                                           nrebin * nrebin).astype(np.int64).reshape(
+                                               nrebin, nrebin)
+                ci, cq = counts[pol].sum(axis=0), counts[pol].sum(axis=1)
+                hist[pol, 0, codes[outside] + 128] += ci[outside]
+                hist[pol, 1, codes[outside] + 128] += cq[outside]
+            joint[:] = 0
 
     def _histograms(self, rhist2: np.ndarray, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rebinned 1-D, 1-D) histograms from the accumulated 2-D and partial 1-D ones.
