@@ -64,7 +64,8 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
     const int64_t bytes = nbit / 8;
     const int64_t npkt = a->npkt, unchan = a->unchan, unsamp = a->unsamp, width = 2 * unchan;
     const int64_t nrebin = a->nrebin, last = nrebin - 1, off = a->hist_offset;
-    const int64_t cmin = a->code_min, cmax = a->code_max;
+    const int32_t cmin = (int32_t)a->code_min, cmax = (int32_t)a->code_max;
+    const int any_mask = (int)a->any_mask;
     const uint8_t *restrict cmask = a->mask;
     int64_t *restrict hist_i = a->hist_i, *restrict hist_q = a->hist_q;
     int64_t *restrict hist_mi = a->hist_mi, *restrict hist_mq = a->hist_mq;
@@ -125,52 +126,62 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
                 pm[ci] = q[ci] > pm[ci] ? q[ci] : pm[ci];
             }
         }
-        /* histograms and clipping, on the raw integers */
-        if (nbit == 8) {
-            int64_t *restrict joint = a->joint, *restrict joint_m = a->joint_m;
+        /* clipping, on the raw integers: a quick scan, then per channel if any */
+        const int64_t npair = unchan * unsamp;
+        int clip_any = 0;
+        for (int64_t i = 0; i < 2 * npair; i++) {
+            const int32_t r = SAMPLE(pk, i);
+            clip_any |= (r == cmin) | (r == cmax);
+        }
+        if (clip_any) {
             for (int64_t ci = 0; ci < unchan; ci++) {
-                const int64_t c = c0 + ci;
-                const uint8_t *src = (const uint8_t *)pk + ci * unsamp * 2;
+                const char *src = pk + bytes * (ci * unsamp * 2);
                 int64_t k0 = 0, k1 = 0;
                 for (int64_t s = 0; s < unsamp; s++) {
-                    const int8_t r0 = (int8_t)src[2 * s], r1 = (int8_t)src[2 * s + 1];
+                    const int32_t r0 = SAMPLE(src, 2 * s), r1 = SAMPLE(src, 2 * s + 1);
                     k0 += (r0 == cmin) | (r0 == cmax);
                     k1 += (r1 == cmin) | (r1 == cmax);
                 }
-                if (cmask[c])
-                    for (int64_t s = 0; s < unsamp; s++)
-                        joint_m[src[2 * s] | (src[2 * s + 1] << 8)] += 1;
+                a->clip_i[c0 + ci] += k0;
+                a->clip_q[c0 + ci] += k1;
+            }
+        }
+        /* histograms: 8-bit, counts of each (I, Q) byte pair; 16-bit, rebinned 2-D and the
+         * 1-D codes the rebinned bins do not hold exactly */
+        const int64_t mstart = any_mask ? 0 : unchan;
+        if (nbit == 8) {
+            const uint8_t *src = (const uint8_t *)pk;
+            int64_t *restrict joint = a->joint, *restrict joint_m = a->joint_m;
+            for (int64_t i = 0; i < npair; i++) joint[src[2 * i] | (src[2 * i + 1] << 8)] += 1;
+            for (int64_t ci = mstart; ci < unchan; ci++) {
+                if (!cmask[c0 + ci]) continue;
+                const uint8_t *sc = src + ci * unsamp * 2;
                 for (int64_t s = 0; s < unsamp; s++)
-                    joint[src[2 * s] | (src[2 * s + 1] << 8)] += 1;
-                a->clip_i[c] += k0;
-                a->clip_q[c] += k1;
+                    joint_m[sc[2 * s] | (sc[2 * s + 1] << 8)] += 1;
             }
             continue;
         }
-        for (int64_t ci = 0; ci < unchan; ci++) {
-            const int64_t c = c0 + ci;
-            const int msk = cmask[c];
+        for (int64_t i = 0; i < npair; i++) {
+            const int32_t r0 = SAMPLE(pk, 2 * i), r1 = SAMPLE(pk, 2 * i + 1);
+            const int32_t b0 = r0 + 128, b1 = r1 + 128;
+            const int32_t q0 = b0 < 0 ? 0 : (b0 > last ? (int32_t)last : b0);
+            const int32_t q1 = b1 < 0 ? 0 : (b1 > last ? (int32_t)last : b1);
+            rh2[q0 * nrebin + q1] += 1;
+            if (b0 < 1 || b0 >= last) hist_i[r0 + off] += 1;
+            if (b1 < 1 || b1 >= last) hist_q[r1 + off] += 1;
+        }
+        for (int64_t ci = mstart; ci < unchan; ci++) {
+            if (!cmask[c0 + ci]) continue;
             const char *src = pk + bytes * (ci * unsamp * 2);
-            int64_t k0 = 0, k1 = 0;
             for (int64_t s = 0; s < unsamp; s++) {
-                const int64_t r0 = SAMPLE(src, 2 * s), r1 = SAMPLE(src, 2 * s + 1);
-                k0 += (r0 == cmin) | (r0 == cmax);
-                k1 += (r1 == cmin) | (r1 == cmax);
-                const int64_t b0 = r0 + 128, b1 = r1 + 128;
-                const int64_t q0 = b0 < 0 ? 0 : (b0 > last ? last : b0);
-                const int64_t q1 = b1 < 0 ? 0 : (b1 > last ? last : b1);
-                const int o0 = b0 < 1 || b0 >= last, o1 = b1 < 1 || b1 >= last;
-                rh2[q0 * nrebin + q1] += 1;
-                if (o0) hist_i[r0 + off] += 1;
-                if (o1) hist_q[r1 + off] += 1;
-                if (msk) {
-                    rh2_m[q0 * nrebin + q1] += 1;
-                    if (o0) hist_mi[r0 + off] += 1;
-                    if (o1) hist_mq[r1 + off] += 1;
-                }
+                const int32_t r0 = SAMPLE(src, 2 * s), r1 = SAMPLE(src, 2 * s + 1);
+                const int32_t b0 = r0 + 128, b1 = r1 + 128;
+                const int32_t q0 = b0 < 0 ? 0 : (b0 > last ? (int32_t)last : b0);
+                const int32_t q1 = b1 < 0 ? 0 : (b1 > last ? (int32_t)last : b1);
+                rh2_m[q0 * nrebin + q1] += 1;
+                if (b0 < 1 || b0 >= last) hist_mi[r0 + off] += 1;
+                if (b1 < 1 || b1 >= last) hist_mq[r1 + off] += 1;
             }
-            a->clip_i[c] += k0;
-            a->clip_q[c] += k1;
         }
     }
 }

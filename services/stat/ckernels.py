@@ -19,9 +19,6 @@ import hashlib
 import logging
 import os
 import platform
-import shlex
-import subprocess
-import tempfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -71,7 +68,7 @@ def _cpu_signature() -> str:
 
 
 def _compiler() -> list[str]:
-    return shlex.split(os.environ.get("CC", "cc"))
+    return os.environ.get("CC", "cc").split()
 
 
 def library_path() -> Path:
@@ -85,13 +82,19 @@ def library_path() -> Path:
 
 
 def build(path: Path) -> None:
-    """Compile ``_kernels.c`` into ``path`` (atomically). OSError or CalledProcessError."""
+    """Compile ``_kernels.c`` into ``path`` (atomically); OSError (with the compiler's
+    messages) if that fails."""
+    import subprocess
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".stat_kernels_", suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        subprocess.run([*_compiler(), *CFLAGS, "-o", tmp, str(SOURCE)], check=True,
-                       capture_output=True, text=True)
+        done = subprocess.run([*_compiler(), *CFLAGS, "-o", tmp, str(SOURCE)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise OSError(f"{_compiler()[0]} failed: {done.stderr.strip()[-2000:]}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -118,8 +121,7 @@ def load() -> ctypes.CDLL | None:
             if not path.exists():
                 build(path)
             lib = _open(path)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            logger.warning("C statistics kernels unavailable (%s); using numba", detail.strip())
+        except OSError as exc:
+            logger.warning("C statistics kernels unavailable (%s); using numba", exc)
     _LIB.append(lib)
     return lib
