@@ -46,7 +46,7 @@ struct work {
     float *xs;        /* (unsamp, 2 * unchan) scaled samples of one packet */
     float *pw_s;      /* (unsamp, unchan) their power */
     int64_t *pkt_count; /* (npkt) valid samples so far of each packet's channels */
-    float *pbuf;      /* (group, nchan, unsamp) power of every sample of a group of heaps */
+    float *pbuf;      /* (group, unsamp, nchan) power of every sample of a group of heaps */
     uint8_t *vch;     /* (group, nchan) 1 where the channel's packet is valid */
     float *streams;   /* (longest chain, LANES) timeseries chains of LANES bins, interleaved */
     int64_t group, stream_len;
@@ -63,6 +63,7 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
     const char *raw = (const char *)a->raw;
     const int64_t bytes = nbit / 8;
     const int64_t npkt = a->npkt, unchan = a->unchan, unsamp = a->unsamp, width = 2 * unchan;
+    const int64_t nchan = npkt * unchan;
     const int64_t nrebin = a->nrebin, last = nrebin - 1, off = a->hist_offset;
     const int32_t cmin = (int32_t)a->code_min, cmax = (int32_t)a->code_max;
     const int any_mask = (int)a->any_mask;
@@ -97,9 +98,9 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
                 q[ci] = a0 + a1;
             }
         }
-        for (int64_t ci = 0; ci < unchan; ci++)
-            for (int64_t s = 0; s < unsamp; s++)
-                pout[(c0 + ci) * unsamp + s] = pw_s[s * unchan + ci];
+        for (int64_t s = 0; s < unsamp; s++)
+            for (int64_t ci = 0; ci < unchan; ci++)
+                pout[s * nchan + c0 + ci] = pw_s[s * unchan + ci];
         /* Welford per (chan, dim), in time order */
         float *restrict wm = a->wmean + 2 * c0;
         float *restrict wq = a->wm2 + 2 * c0;
@@ -224,7 +225,7 @@ static void spectrogram(const struct acc_args *a, const struct work *w, int64_t 
                         for (int64_t s = s0; s < s1; s++)
                             for (int64_t j = 0; j < LANES; j++) {
                                 const int64_t c = (fb0 + j) * cpf + ci;
-                                const float pw = pb[c * unsamp + s];
+                                const float pw = pb[s * nchan + c];
                                 acc[j] = acc[j] + (vc[c] ? pw : 0.0f);
                             }
                 } else {
@@ -232,7 +233,7 @@ static void spectrogram(const struct acc_args *a, const struct work *w, int64_t 
                         for (int64_t s = s0; s < s1; s++)
                             for (int64_t j = 0; j < nl; j++) {
                                 const int64_t c = (fb0 + j) * cpf + ci;
-                                const float pw = pb[c * unsamp + s];
+                                const float pw = pb[s * nchan + c];
                                 acc[j] = acc[j] + (vc[c] ? pw : 0.0f);
                             }
                 }
@@ -275,7 +276,7 @@ static void timeseries(const struct acc_args *a, struct work *w, int64_t h0, int
                 const uint8_t *vc = w->vch + hl * nchan;
                 for (int64_t c = 0; c < nchan; c++) {
                     if (!vc[c] || (excised && cmask[c])) continue;
-                    for (int64_t s = s0; s < s1; s++) st[(k++) * LANES + j] = pb[c * unsamp + s];
+                    for (int64_t s = s0; s < s1; s++) st[(k++) * LANES + j] = pb[s * nchan + c];
                 }
                 t = hs + s1;
             }
