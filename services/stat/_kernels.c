@@ -244,6 +244,58 @@ static void spectrogram(const struct acc_args *a, const struct work *w, int64_t 
     }
 }
 
+/* Running means of LANES whole bins starting at group-local sample tau0, in place (see
+ * timeseries): lane j's chain is heap segment -> channel -> sample from tau0 + j * spt. */
+static void timeseries_direct(const struct acc_args *a, const struct work *w, int64_t tau0,
+                              int excised, float *tmax, float *tmin, float *tmean,
+                              int64_t *tcnt, int64_t b0)
+{
+    const int64_t nchan = a->npkt * a->unchan, unsamp = a->unsamp, spt = a->spt;
+    const int64_t seglen = min64(spt, unsamp), nseg = spt / seglen;
+    const uint8_t *restrict cmask = a->mask;
+    const float *restrict pbuf = w->pbuf;
+    double cnt[LANES];
+    float mean[LANES], mx[LANES], mn[LANES];
+    for (int64_t j = 0; j < LANES; j++) {
+        cnt[j] = (double)tcnt[b0 + j];
+        mean[j] = tmean[b0 + j];
+        mx[j] = tmax[b0 + j];
+        mn[j] = tmin[b0 + j];
+    }
+    for (int64_t seg = 0; seg < nseg; seg++) {
+        const float *row[LANES];
+        const uint8_t *vrow[LANES];
+        for (int64_t j = 0; j < LANES; j++) {
+            const int64_t tau = tau0 + j * spt + seg * seglen;
+            row[j] = pbuf + tau * nchan;
+            vrow[j] = w->vch + (tau / unsamp) * nchan;
+        }
+        for (int64_t c = 0; c < nchan; c++) {
+            if (excised && cmask[c]) continue;
+            for (int64_t s = 0; s < seglen; s++) {
+                for (int64_t j = 0; j < LANES; j++) {
+                    const float pw = row[j][s * nchan + c];
+                    const int ok = vrow[j][c] != 0;
+                    cnt[j] = cnt[j] + (ok ? 1.0 : 0.0);
+                    const float nf = (float)cnt[j];
+                    const float d = pw - mean[j];
+                    const float q = d / nf;
+                    const float m = mean[j] + q;
+                    mean[j] = ok ? m : mean[j];
+                    mx[j] = ok && pw > mx[j] ? pw : mx[j];
+                    mn[j] = ok && pw < mn[j] ? pw : mn[j];
+                }
+            }
+        }
+    }
+    for (int64_t j = 0; j < LANES; j++) {
+        tcnt[b0 + j] = (int64_t)cnt[j];
+        tmean[b0 + j] = mean[j];
+        tmax[b0 + j] = mx[j];
+        tmin[b0 + j] = mn[j];
+    }
+}
+
 /* TIMESERIES (or, with excised, TIMESERIES_RFI_EXCISED) of heaps [h0, h0 + n).  Each time
  * bin is a float32 running mean over its samples in heap -> channel -> sample order, a serial
  * chain; LANES bins run side by side: their chains are copied into interleaved streams
@@ -261,8 +313,15 @@ static void timeseries(const struct acc_args *a, struct work *w, int64_t h0, int
     const int64_t tfirst = (a->heap0 + h0) * unsamp;     /* first sample of the group */
     const int64_t tend = tfirst + n * unsamp;
     const int64_t b_lo = tfirst / spt, b_hi = (tend - 1) / spt;
+    /* bins that never straddle a heap boundary, or span whole heaps: the chains of LANES
+     * whole bins are translates of each other in pbuf, read in place */
+    const int regular = unsamp % spt == 0 || spt % unsamp == 0;
     for (int64_t b0 = b_lo; b0 <= b_hi; b0 += LANES) {
         const int64_t nl = min64(LANES, b_hi - b0 + 1);
+        if (regular && nl == LANES && b0 * spt >= tfirst && (b0 + LANES) * spt <= tend) {
+            timeseries_direct(a, w, b0 * spt - tfirst, excised, tmax, tmin, tmean, tcnt, b0);
+            continue;
+        }
         int64_t len[LANES] = {0}, longest = 0;
         for (int64_t j = 0; j < nl; j++) {
             const int64_t b = b0 + j;
