@@ -50,7 +50,24 @@ struct work {
     uint8_t *vch;     /* (group, nchan) 1 where the channel's packet is valid */
     float *streams;   /* (longest chain, LANES) timeseries chains of LANES bins, interleaved */
     int64_t group, stream_len;
+    uint32_t *joint32, *joint32_m; /* 8-bit pair counts since the last flush into a->joint */
+    int64_t joint_pending;         /* pairs counted since then (flushed before 2^31) */
 };
+
+/* Add the 32-bit pair counts into the int64 ones and clear them. */
+static void flush_joint(const struct acc_args *a, struct work *w)
+{
+    for (int64_t i = 0; i < 65536; i++) {
+        a->joint[i] += w->joint32[i];
+        w->joint32[i] = 0;
+    }
+    if (a->any_mask)
+        for (int64_t i = 0; i < 65536; i++) {
+            a->joint_m[i] += w->joint32_m[i];
+            w->joint32_m[i] = 0;
+        }
+    w->joint_pending = 0;
+}
 
 /* One heap: Welford, power sum and maximum, histograms and clipping; power into pbuf. */
 #define SAMPLE(p, i) \
@@ -82,11 +99,11 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
         const int64_t nbefore = w->pkt_count[p];
         w->pkt_count[p] = nbefore + unsamp;
         /* scaled samples, (samp, chan*2 + dim), and their power, (samp, chan) */
-        for (int64_t ci = 0; ci < unchan; ci++) {
-            const char *src = pk + bytes * (ci * unsamp * 2);
-            for (int64_t s = 0; s < unsamp; s++) {
-                xs[s * width + 2 * ci] = (float)SAMPLE(src, 2 * s) * f;
-                xs[s * width + 2 * ci + 1] = (float)SAMPLE(src, 2 * s + 1) * f;
+        for (int64_t s = 0; s < unsamp; s++) {
+            float *restrict x = xs + s * width;
+            for (int64_t ci = 0; ci < unchan; ci++) {
+                x[2 * ci] = (float)SAMPLE(pk, (ci * unsamp + s) * 2) * f;
+                x[2 * ci + 1] = (float)SAMPLE(pk, (ci * unsamp + s) * 2 + 1) * f;
             }
         }
         for (int64_t s = 0; s < unsamp; s++) {
@@ -152,8 +169,9 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
         const int64_t mstart = any_mask ? 0 : unchan;
         if (nbit == 8) {
             const uint8_t *src = (const uint8_t *)pk;
-            int64_t *restrict joint = a->joint, *restrict joint_m = a->joint_m;
+            uint32_t *restrict joint = w->joint32, *restrict joint_m = w->joint32_m;
             for (int64_t i = 0; i < npair; i++) joint[src[2 * i] | (src[2 * i + 1] << 8)] += 1;
+            w->joint_pending += npair;
             for (int64_t ci = mstart; ci < unchan; ci++) {
                 if (!cmask[c0 + ci]) continue;
                 const uint8_t *sc = src + ci * unsamp * 2;
@@ -395,8 +413,12 @@ int stat_accumulate(const struct acc_args *a, int64_t nbit)
     w.pbuf = malloc(sizeof(float) * (size_t)(group * heap_floats));
     w.vch = malloc((size_t)(group * nchan));
     w.streams = malloc(sizeof(float) * (size_t)(w.stream_len * LANES));
+    const int eight = nbit == 8;
+    w.joint32 = eight ? calloc(65536, sizeof(uint32_t)) : NULL;
+    w.joint32_m = eight && a->any_mask ? calloc(65536, sizeof(uint32_t)) : w.joint32;
     int status = -1;
-    if (w.xs && w.pw_s && w.pkt_count && w.pbuf && w.vch && w.streams) {
+    if (w.xs && w.pw_s && w.pkt_count && w.pbuf && w.vch && w.streams && (!eight || w.joint32)
+        && (!eight || w.joint32_m)) {
         for (int64_t p = 0; p < npkt; p++) w.pkt_count[p] = a->nsamp_chan[p * unchan];
         for (int64_t h0 = 0; h0 < a->nheap; h0 += group) {
             const int64_t n = min64(group, a->nheap - h0);
@@ -406,12 +428,17 @@ int stat_accumulate(const struct acc_args *a, int64_t nbit)
                 if (nbit == 8) heap_pass_i8(a, &w, h0 + hl, pout, vout);
                 else heap_pass_i16(a, &w, h0 + hl, pout, vout);
             }
+            if (eight && w.joint_pending + group * nchan * unsamp >= ((int64_t)1 << 31))
+                flush_joint(a, &w);
             spectrogram(a, &w, h0, n);
             timeseries(a, &w, h0, n, 0);
             if (a->any_mask) timeseries(a, &w, h0, n, 1);
         }
+        if (eight) flush_joint(a, &w);
         status = 0;
     }
+    if (w.joint32_m != w.joint32) free(w.joint32_m);
+    free(w.joint32);
     free(w.xs); free(w.pw_s); free(w.pkt_count); free(w.pbuf); free(w.vch); free(w.streams);
     return status;
 }
