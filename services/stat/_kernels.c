@@ -50,20 +50,25 @@ struct work {
     uint8_t *vch;     /* (group, nchan) 1 where the channel's packet is valid */
     float *streams;   /* (longest chain, LANES) timeseries chains of LANES bins, interleaved */
     int64_t group, stream_len;
-    uint32_t *joint32, *joint32_m; /* 8-bit pair counts since the last flush into a->joint */
-    int64_t joint_pending;         /* pairs counted since then (flushed before 2^31) */
+    /* 32-bit working counts of the pair histogram (8-bit: a->joint; 16-bit: a->rh2 when
+     * NREBIN <= MAX_REBIN32), flushed into the int64 ones before they could overflow; the
+     * small table stays in the L1 cache where the int64 one would not */
+    uint32_t *joint32, *joint32_m;
+    int64_t *joint_out, *joint_out_m, joint_bins;
+    int64_t joint_pending;         /* pairs counted since the last flush */
 };
+#define MAX_REBIN32 1024
 
 /* Add the 32-bit pair counts into the int64 ones and clear them. */
 static void flush_joint(const struct acc_args *a, struct work *w)
 {
-    for (int64_t i = 0; i < 65536; i++) {
-        a->joint[i] += w->joint32[i];
+    for (int64_t i = 0; i < w->joint_bins; i++) {
+        w->joint_out[i] += w->joint32[i];
         w->joint32[i] = 0;
     }
     if (a->any_mask)
-        for (int64_t i = 0; i < 65536; i++) {
-            a->joint_m[i] += w->joint32_m[i];
+        for (int64_t i = 0; i < w->joint_bins; i++) {
+            w->joint_out_m[i] += w->joint32_m[i];
             w->joint32_m[i] = 0;
         }
     w->joint_pending = 0;
@@ -180,15 +185,18 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
             }
             continue;
         }
+        uint32_t *restrict rh32 = w->joint32;
         for (int64_t i = 0; i < npair; i++) {
             const int32_t r0 = SAMPLE(pk, 2 * i), r1 = SAMPLE(pk, 2 * i + 1);
             const int32_t b0 = r0 + 128, b1 = r1 + 128;
             const int32_t q0 = b0 < 0 ? 0 : (b0 > last ? (int32_t)last : b0);
             const int32_t q1 = b1 < 0 ? 0 : (b1 > last ? (int32_t)last : b1);
-            rh2[q0 * nrebin + q1] += 1;
+            if (rh32) rh32[q0 * nrebin + q1] += 1;
+            else rh2[q0 * nrebin + q1] += 1;
             if (b0 < 1 || b0 >= last) hist_i[r0 + off] += 1;
             if (b1 < 1 || b1 >= last) hist_q[r1 + off] += 1;
         }
+        w->joint_pending += npair;
         for (int64_t ci = mstart; ci < unchan; ci++) {
             if (!cmask[c0 + ci]) continue;
             const char *src = pk + bytes * (ci * unsamp * 2);
@@ -197,7 +205,8 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
                 const int32_t b0 = r0 + 128, b1 = r1 + 128;
                 const int32_t q0 = b0 < 0 ? 0 : (b0 > last ? (int32_t)last : b0);
                 const int32_t q1 = b1 < 0 ? 0 : (b1 > last ? (int32_t)last : b1);
-                rh2_m[q0 * nrebin + q1] += 1;
+                if (rh32) w->joint32_m[q0 * nrebin + q1] += 1;
+                else rh2_m[q0 * nrebin + q1] += 1;
                 if (b0 < 1 || b0 >= last) hist_mi[r0 + off] += 1;
                 if (b1 < 1 || b1 >= last) hist_mq[r1 + off] += 1;
             }
@@ -414,11 +423,16 @@ int stat_accumulate(const struct acc_args *a, int64_t nbit)
     w.vch = malloc((size_t)(group * nchan));
     w.streams = malloc(sizeof(float) * (size_t)(w.stream_len * LANES));
     const int eight = nbit == 8;
-    w.joint32 = eight ? calloc(65536, sizeof(uint32_t)) : NULL;
-    w.joint32_m = eight && a->any_mask ? calloc(65536, sizeof(uint32_t)) : w.joint32;
+    const int pairs32 = eight || a->nrebin <= MAX_REBIN32;
+    w.joint_bins = eight ? 65536 : a->nrebin * a->nrebin;
+    w.joint_out = eight ? a->joint : a->rh2;
+    w.joint_out_m = eight ? a->joint_m : a->rh2_m;
+    w.joint32 = pairs32 ? calloc((size_t)w.joint_bins, sizeof(uint32_t)) : NULL;
+    w.joint32_m = pairs32 && a->any_mask ? calloc((size_t)w.joint_bins, sizeof(uint32_t))
+                                         : w.joint32;
     int status = -1;
-    if (w.xs && w.pw_s && w.pkt_count && w.pbuf && w.vch && w.streams && (!eight || w.joint32)
-        && (!eight || w.joint32_m)) {
+    if (w.xs && w.pw_s && w.pkt_count && w.pbuf && w.vch && w.streams
+        && (!pairs32 || (w.joint32 && w.joint32_m))) {
         for (int64_t p = 0; p < npkt; p++) w.pkt_count[p] = a->nsamp_chan[p * unchan];
         for (int64_t h0 = 0; h0 < a->nheap; h0 += group) {
             const int64_t n = min64(group, a->nheap - h0);
@@ -428,13 +442,13 @@ int stat_accumulate(const struct acc_args *a, int64_t nbit)
                 if (nbit == 8) heap_pass_i8(a, &w, h0 + hl, pout, vout);
                 else heap_pass_i16(a, &w, h0 + hl, pout, vout);
             }
-            if (eight && w.joint_pending + group * nchan * unsamp >= ((int64_t)1 << 31))
+            if (pairs32 && w.joint_pending + group * nchan * unsamp >= ((int64_t)1 << 31))
                 flush_joint(a, &w);
             spectrogram(a, &w, h0, n);
             timeseries(a, &w, h0, n, 0);
             if (a->any_mask) timeseries(a, &w, h0, n, 1);
         }
-        if (eight) flush_joint(a, &w);
+        if (pairs32) flush_joint(a, &w);
         status = 0;
     }
     if (w.joint32_m != w.joint32) free(w.joint32_m);
