@@ -186,9 +186,14 @@ heap_pass(const struct acc_args *a, struct work *w, int64_t h, float *restrict p
             continue;
         }
         uint32_t *restrict rh32 = w->joint32;
+        const uint32_t inner = last > 0 ? (uint32_t)(last - 1) : 0; /* exact bins 1 .. last-1 */
         for (int64_t i = 0; i < npair; i++) {
             const int32_t r0 = SAMPLE(pk, 2 * i), r1 = SAMPLE(pk, 2 * i + 1);
             const int32_t b0 = r0 + 128, b1 = r1 + 128;
+            if (rh32 && ((uint32_t)(b0 - 1) < inner) & ((uint32_t)(b1 - 1) < inner)) {
+                rh32[b0 * nrebin + b1] += 1; /* the common case: no clamping, no 1-D count */
+                continue;
+            }
             const int32_t q0 = b0 < 0 ? 0 : (b0 > last ? (int32_t)last : b0);
             const int32_t q1 = b1 < 0 ? 0 : (b1 > last ? (int32_t)last : b1);
             if (rh32) rh32[q0 * nrebin + q1] += 1;
