@@ -20,6 +20,7 @@ on first use, so reading results, masks or this module's types does not load num
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ import numpy as np
 from ringbuf import DadaHeader, HeaderError, Segment
 from services.common.errors import ServiceError
 from services.formats.pst import PstLayout, first_token
+from services.stat import ckernels
 from services.stat.config import StatConfig
 
 logger = logging.getLogger(__name__)
@@ -246,16 +248,19 @@ class StatComputer:
         self.psum = np.zeros((npol, nchan), np.float32)
         self.pmax = np.zeros((npol, nchan), np.float32)
         self.clipped = np.zeros((npol, ndim, nchan), np.int64)
-        # 8-bit codes all fit in NREBIN >= 256 rebinned bins: the 1-D histogram is then a sum
-        # of the 2-D one and is not accumulated separately
-        self.hist_from_2d = lay.nbit == 8 and nrebin >= 256
-        hbins = 1 if self.hist_from_2d else nbins
-        self.hist = np.zeros((npol, ndim, hbins), np.int64)
+        # the 1-D histograms hold only the codes outside the rebinned histogram's exact bins
+        # (see _histograms); masked-channel histograms (excised = full - masked) are tiny when
+        # nothing is masked
+        self.hist = np.zeros((npol, ndim, nbins), np.int64)
         self.rhist2 = np.zeros((npol, nrebin, nrebin), np.int64)
-        # masked-channel histograms (excised = full - masked); tiny when nothing is masked
-        mbins, mrebin = (hbins, nrebin) if self.any_mask else (1, 1)
+        mbins, mrebin = (nbins, nrebin) if self.any_mask else (1, 1)
         self.hist_m = np.zeros((npol, ndim, mbins), np.int64)
         self.rhist2_m = np.zeros((npol, mrebin, mrebin), np.int64)
+        # 8-bit, C kernels: counts of each raw (I, Q) byte pair, folded into the histograms
+        # by result(); index I byte + 256 * Q byte
+        self.joint = np.zeros((npol, 1 << 16), np.int64) if lay.nbit == 8 else None
+        self.joint_m = (np.zeros((npol, 1 << 16), np.int64) if lay.nbit == 8 and self.any_mask
+                        else self.joint)
         self.spec = np.zeros((npol, self.nchan_ds, self.ndat_ds), np.float32)
         self.ts = _timeseries_state(npol, self.ndat_ds)
         self.tsx = _timeseries_state(npol, self.ndat_ds if self.any_mask else 1)
@@ -268,8 +273,6 @@ class StatComputer:
         Raises SegmentError if the spans hold different numbers of whole heaps or would take the
         segment beyond the ``nheap`` it was built for.
         """
-        from services.stat import kernels
-
         lay = self.layout
         ndata, nweights = lay.heaps_in(data.nbytes, weights.nbytes)
         if ndata != nweights:
@@ -293,38 +296,79 @@ class StatComputer:
         self.invalid_packets += int(valid.size - np.count_nonzero(valid))
         spt = self.ntime // self.ndat_ds
         cpf = lay.nchan // self.nchan_ds
-        half = 1 << (lay.nbit - 1)
+        lib = ckernels.load()
+        if lib is not None:
+            self._add_c(lib, raw, factors, valid, spt, cpf)
+        else:
+            self._add_numba(raw, factors, valid, spt, cpf)
+        valid_per_packet = valid.sum(axis=0) * lay.udp_nsamp
+        self.nsamp_chan += np.repeat(valid_per_packet, lay.udp_nchan)
+        self.heaps_done += ndata
+        return ndata
+
+    def _add_c(self, lib: ctypes.CDLL, raw: np.ndarray, factors: np.ndarray,
+               valid: np.ndarray, spt: int, cpf: int) -> None:
+        """Both pols through the C kernel, pol 1 on the pool's thread (ctypes drops the GIL)."""
+        raw = np.ascontiguousarray(raw)
+        valid8 = valid.view(np.uint8)
+        mask8 = self.mask.view(np.uint8)
+        nheap, npkt, _npol, unchan, unsamp, _ = raw.shape
+        half = 1 << (self.layout.nbit - 1)
+        wmean, wm2 = self.wmean.reshape(2, -1), self.wm2.reshape(2, -1)
+        keep = (raw, factors, valid8, mask8)
+
+        def pol_args(pol: int) -> ckernels.AccArgs:
+            ts, tsx = self.ts, self.tsx
+            return ckernels.AccArgs(
+                raw.ctypes.data, factors.ctypes.data, valid8.ctypes.data, mask8.ctypes.data,
+                self.nsamp_chan.ctypes.data, nheap, npkt, unchan, unsamp, pol, self.heaps_done,
+                spt, cpf, int(self.any_mask), half, -half, half - 1, self.nrebin, self.ndat_ds,
+                *(_address(arr[pol]) for arr in (
+                    wmean, wm2, self.psum, self.pmax, self.clipped[:, 0], self.clipped[:, 1],
+                    self.hist[:, 0], self.hist[:, 1], self.hist_m[:, 0], self.hist_m[:, 1],
+                    self.rhist2, self.rhist2_m, self.spec, *ts, *tsx)),
+                *((0, 0) if self.joint is None else
+                  (_address(self.joint[pol]), _address(self.joint_m[pol]))))
+
+        args = [pol_args(0), pol_args(1)]
+        other = _POOL.submit(lib.stat_accumulate, ctypes.byref(args[1]), self.layout.nbit)
+        status = lib.stat_accumulate(ctypes.byref(args[0]), self.layout.nbit)
+        if other.result() != 0 or status != 0:
+            raise MemoryError("statistics kernel: out of memory")
+        del keep
+
+    def _add_numba(self, raw: np.ndarray, factors: np.ndarray, valid: np.ndarray, spt: int,
+                   cpf: int) -> None:
+        """Both pols through the numba kernel (when no C compiler is available)."""
+        from services.stat import kernels
+
+        half = 1 << (self.layout.nbit - 1)
         args = (self.heaps_done, spt, cpf, self.mask, self.any_mask, half, -half, half - 1,
-                self.nrebin, self.hist_from_2d, self.nsamp_chan, self.wmean.reshape(2, -1),
+                self.nrebin, self.nsamp_chan, self.wmean.reshape(2, -1),
                 self.wm2.reshape(2, -1), self.psum, self.pmax, self.clipped, self.hist,
                 self.rhist2, self.hist_m, self.rhist2_m, self.spec, *self.ts, *self.tsx)
         # the two polarisations are independent: one thread each (the kernel releases the GIL)
         other = _POOL.submit(kernels.accumulate, raw, factors, valid, 1, *args)
         kernels.accumulate(raw, factors, valid, 0, *args)
         other.result()
-        valid_per_packet = valid.sum(axis=0) * lay.udp_nsamp
-        self.nsamp_chan += np.repeat(valid_per_packet, lay.udp_nchan)
-        self.heaps_done += ndata
-        return ndata
 
     # ------------------------------------------------------------------ results
     def result(self, obs_offset: int) -> StatResult:
         """The statistics of the heaps added so far (``obs_offset``: data byte offset of heap 0)."""
-        from services.stat import kernels
-
         lay, inp = self.layout, self.inputs
         mask, nsc = self.mask, self.nsamp_chan
         unmasked = ~mask
         everything = np.ones(lay.nchan, bool)
         wmean = np.ascontiguousarray(self.wmean.transpose(0, 2, 1))  # -> (pol, dim, chan)
         wm2 = np.ascontiguousarray(self.wm2.transpose(0, 2, 1))
-        mean_fa, var_fa = kernels.combine_channels(nsc, wmean, wm2, everything)
+        mean_fa, var_fa = _combine_channels(nsc, wmean, wm2, everything)
         if self.any_mask:
-            mean_x, var_x = kernels.combine_channels(nsc, wmean, wm2, unmasked)
+            mean_x, var_x = _combine_channels(nsc, wmean, wm2, unmasked)
             ts_x = _timeseries_out(*self.tsx)
         else:
             mean_x, var_x, ts_x = mean_fa.copy(), var_fa.copy(), None
-        var_spec, power = kernels.finish_channels(nsc, wmean, wm2, self.psum)
+        var_spec, power = _finish_channels(nsc, wm2, self.psum)
+        self._fold_joint()
         rhist1, hist1 = self._histograms(self.rhist2, self.hist)
         rhist1_m, hist1_m = self._histograms(self.rhist2_m, self.hist_m)
         ts = _timeseries_out(*self.ts)
@@ -393,16 +437,78 @@ class StatComputer:
         )
 
 
+    def _fold_joint(self) -> None:
+        """Move the 8-bit (I, Q) pair counts into the rebinned and partial 1-D histograms."""
+        if self.joint is None:
+            return
+        codes = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.int64)  # byte -> code
+        nrebin = self.nrebin
+        rebin = np.clip(codes + 128, 0, nrebin - 1)
+        outside = (codes + 128 < 1) | (codes + 128 >= nrebin - 1)
+        pairs = [(self.joint, self.rhist2, self.hist)]
+        if self.any_mask:
+            pairs.append((self.joint_m, self.rhist2_m, self.hist_m))
+        for joint, rhist2, hist in pairs:
+            counts = joint.reshape(2, 256, 256)  # (pol, Q byte, I byte)
+            index = rebin[None, :] * nrebin + rebin[:, None]  # (Q byte, I byte) -> bI, bQ
+            for pol in range(2):
+                rhist2[pol] += np.bincount(index.ravel(), counts[pol].ravel(),
+                                           nrebin * nrebin).astype(np.int64).reshape(
+                                               nrebin, nrebin)
+                ci, cq = counts[pol].sum(axis=0), counts[pol].sum(axis=1)
+                hist[pol, 0, codes[outside] + 128] += ci[outside]
+                hist[pol, 1, codes[outside] + 128] += cq[outside]
+            joint[:] = 0
+
     def _histograms(self, rhist2: np.ndarray, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rebinned 1-D, 1-D) histograms; both derive from the 2-D one where they can."""
-        npol = rhist2.shape[0]
+        """(rebinned 1-D, 1-D) histograms from the accumulated 2-D and partial 1-D ones.
+
+        Rebinned bin ``b`` holds exactly code ``b - 128`` for ``1 <= b <= nrebin - 2`` (its
+        first and last bins also hold the clamped codes); the kernels count in ``hist`` only
+        the codes outside those bins, so the 1-D histogram is ``hist`` plus those marginals.
+        """
         rhist1 = np.stack([rhist2.sum(axis=2), rhist2.sum(axis=1)], axis=1)  # (pol, dim, rebin)
-        if not self.hist_from_2d:
-            return rhist1, hist.copy()
-        full = np.zeros((npol, 2, 1 << self.layout.nbit), np.int64)
-        if rhist2.shape[1] > 1:  # bin r + 128 of a rebinned histogram is 8-bit code r
-            full[:] = rhist1[:, :, : full.shape[2]]
+        full = hist.copy()
+        half = 1 << (self.layout.nbit - 1)
+        lo, hi = 1, min(rhist2.shape[1] - 2, half - 1 + 128)  # exact bins holding real codes
+        if hi >= lo:
+            full[:, :, lo - 128 + half:hi - 128 + half + 1] += rhist1[:, :, lo:hi + 1]
         return rhist1, full
+
+
+def _address(arr: np.ndarray) -> int:
+    """Address of a C-contiguous array (or row of one) for the C kernel."""
+    if not arr.flags.c_contiguous:
+        raise ValueError("statistics state must be C-contiguous")
+    return int(arr.ctypes.data)
+
+
+def _combine_channels(nsc: np.ndarray, wmean: np.ndarray, wm2: np.ndarray,
+                      include: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled (mean, variance) per (pol, dim): the C kernel, or numba's without a compiler."""
+    lib = ckernels.load()
+    if lib is None:
+        from services.stat import kernels
+
+        return kernels.combine_channels(nsc, wmean, wm2, include)
+    npol, ndim, nchan = wmean.shape
+    mean = np.zeros((npol, ndim), np.float32)
+    var = np.zeros((npol, ndim), np.float32)
+    inc = np.ascontiguousarray(include, dtype=np.uint8)
+    nsc = np.ascontiguousarray(nsc, dtype=np.int64)
+    lib.stat_combine(nsc.ctypes.data, wmean.ctypes.data, wm2.ctypes.data, inc.ctypes.data,
+                     npol, ndim, nchan, mean.ctypes.data, var.ctypes.data)
+    return mean, var
+
+
+def _finish_channels(nsc: np.ndarray, wm2: np.ndarray,
+                     psum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (variance, mean spectral power): float32 M2/(n-1) and sum/n, 0 where n == 0."""
+    have = nsc > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(have, wm2 / (nsc - 1).astype(np.float32), np.float32(0))
+        power = np.where(have, psum / nsc.astype(np.float32), np.float32(0))
+    return var.astype(np.float32, copy=False), power.astype(np.float32, copy=False)
 
 
 def _timeseries_state(npol: int, nbins: int) -> tuple[np.ndarray, ...]:

@@ -41,7 +41,7 @@ def _is_clipped(r, code_min, code_max):
 
 @njit(**_JIT)
 def accumulate(raw, factors, valid, pol, heap0, samples_per_tbin, chans_per_fbin, mask, any_mask,
-               hist_offset, code_min, code_max, nrebin, hist_from_2d,
+               hist_offset, code_min, code_max, nrebin,
                nsamp_chan, wmean, wm2, psum, pmax, clipped,
                hist, rhist2, hist_m, rhist2_m,
                spec, ts_max, ts_min, ts_mean, ts_cnt, tsx_max, tsx_min, tsx_mean, tsx_cnt):
@@ -52,9 +52,11 @@ def accumulate(raw, factors, valid, pol, heap0, samples_per_tbin, chans_per_fbin
     ``heap0`` is the index of ``raw``'s first heap within the segment; ``nsamp_chan`` (valid
     samples per channel before this call) is only read here.  Welford state ``wmean``/``wm2``
     is laid out (pol, chan*2 + dim).  ``*_m`` histograms collect masked channels only
-    (excised = full - masked); the rebinned 1-D histograms are sums of the 2-D ones, and when
-    ``hist_from_2d`` (8-bit data, NREBIN >= 256) so are the 1-D histograms, which are then
-    not accumulated here.  ``tsx_*`` (excised timeseries) is updated only when ``any_mask``.
+    (excised = full - masked); the rebinned 1-D histograms are sums of the 2-D ones, and the
+    1-D histograms collect only the codes the rebinned bins do not hold exactly (``r + 128``
+    outside ``[1, nrebin - 2]``): the caller adds the rebinned marginals for the others.
+    ``tsx_*`` (excised timeseries) is updated only when ``any_mask``.  Same numbers as the C
+    kernel ``_kernels.c``.
     """
     nheap, npkt, _npol, unchan, unsamp, _ = raw.shape
     last = nrebin - 1
@@ -127,14 +129,18 @@ def accumulate(raw, factors, valid, pol, heap0, samples_per_tbin, chans_per_fbin
                     k1 += _is_clipped(a1, code_min, code_max)
                     q0 = _rebin(a0, last)
                     q1 = _rebin(a1, last)
+                    o0 = a0 + 128 < 1 or a0 + 128 >= last
+                    o1 = a1 + 128 < 1 or a1 + 128 >= last
                     rh2[q0, q1] += 1
-                    if not hist_from_2d:
+                    if o0:
                         hist_i[a0 + hist_offset] += 1
+                    if o1:
                         hist_q[a1 + hist_offset] += 1
                     if msk:
                         rh2_m[q0, q1] += 1
-                        if not hist_from_2d:
+                        if o0:
                             hist_mi[a0 + hist_offset] += 1
+                        if o1:
                             hist_mq[a1 + hist_offset] += 1
                     if heap_in_one_bin:
                         sp = sp + pw
