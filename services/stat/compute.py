@@ -317,18 +317,20 @@ class StatComputer:
         wmean, wm2 = self.wmean.reshape(2, -1), self.wm2.reshape(2, -1)
         keep = (raw, factors, valid8, mask8)
 
+        states: list[np.ndarray] = [
+            wmean, wm2, self.psum, self.pmax, self.clipped[:, 0], self.clipped[:, 1],
+            self.hist[:, 0], self.hist[:, 1], self.hist_m[:, 0], self.hist_m[:, 1],
+            self.rhist2, self.rhist2_m, self.spec, *self.ts, *self.tsx]
+        joint, joint_m = self.joint, self.joint_m
+
         def pol_args(pol: int) -> ckernels.AccArgs:
-            ts, tsx = self.ts, self.tsx
             return ckernels.AccArgs(
                 raw.ctypes.data, factors.ctypes.data, valid8.ctypes.data, mask8.ctypes.data,
                 self.nsamp_chan.ctypes.data, nheap, npkt, unchan, unsamp, pol, self.heaps_done,
                 spt, cpf, int(self.any_mask), half, -half, half - 1, self.nrebin, self.ndat_ds,
-                *(_address(arr[pol]) for arr in (
-                    wmean, wm2, self.psum, self.pmax, self.clipped[:, 0], self.clipped[:, 1],
-                    self.hist[:, 0], self.hist[:, 1], self.hist_m[:, 0], self.hist_m[:, 1],
-                    self.rhist2, self.rhist2_m, self.spec, *ts, *tsx)),
-                *((0, 0) if self.joint is None else
-                  (_address(self.joint[pol]), _address(self.joint_m[pol]))))
+                *(_address(arr[pol]) for arr in states),
+                *((0, 0) if joint is None or joint_m is None else
+                  (_address(joint[pol]), _address(joint_m[pol]))))
 
         args = [pol_args(0), pol_args(1)]
         other = _POOL.submit(lib.stat_accumulate, ctypes.byref(args[1]), self.layout.nbit)
@@ -439,14 +441,15 @@ class StatComputer:
 
     def _fold_joint(self) -> None:
         """Move the 8-bit (I, Q) pair counts into the rebinned and partial 1-D histograms."""
-        if self.joint is None:
+        if self.joint is None or (self.any_mask and self.joint_m is None):
             return
         codes = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.int64)  # byte -> code
         nrebin = self.nrebin
         rebin = np.clip(codes + 128, 0, nrebin - 1)
         outside = (codes + 128 < 1) | (codes + 128 >= nrebin - 1)
-        pairs = [(self.joint, self.rhist2, self.hist)]
-        if self.any_mask:
+        pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+            (self.joint, self.rhist2, self.hist)]
+        if self.any_mask and self.joint_m is not None:
             pairs.append((self.joint_m, self.rhist2_m, self.hist_m))
         for joint, rhist2, hist in pairs:
             counts = joint.reshape(2, 256, 256)  # (pol, Q byte, I byte)
