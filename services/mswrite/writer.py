@@ -16,12 +16,16 @@ DATA 0, FLAG true, weights 0.
 Per visibility (channel c, baseline b) of a dump, from the weights ring:
 
 * FD == 0 (no data): FLAG true for the four correlations, DATA set to 0.
-* WEIGHT_SPECTRUM = FD / 255 for each correlation (FD 255 = all data contributed).
+* WEIGHT_SPECTRUM = FD / 255 for each correlation (FD 255 = all data contributed), times
+  AVG_WEIGHT_SCALE x k for svc-avg's output (k: the baseline's BDA factor).
 * WEIGHT = mean of WEIGHT_SPECTRUM over channels; SIGMA = 1 / sqrt(WEIGHT) (0 if
   WEIGHT is 0); FLAG_ROW when every channel of the row is flagged.
 * TIME = centre of the dump = TIME0_UNIX + dump * INT_TIME (as MJD seconds);
   TIME_CENTROID = TIME + INT_TIME * <TCI>_FD / 256, where <TCI>_FD is the FD-weighted mean
   TCI of the row's channels (TCI is the centroid offset in units of INT_TIME / 256).
+* With BDA_LOG2_FACTORS, the row carrying a group's average gets TIME = the group's centre,
+  INTERVAL = EXPOSURE = its length and UVW at that TIME; the other rows of the group are
+  flagged placeholders (:meth:`VisWriter._bda_rows`, docs/mswrite.md).
 """
 
 from __future__ import annotations
