@@ -83,6 +83,8 @@ class RowBlock:
     weight: np.ndarray           # float32 (nrow, 4)
     sigma: np.ndarray            # float32 (nrow, 4)
     flag_row: np.ndarray         # bool (nrow,)
+    #: INTERVAL = EXPOSURE of each row (s); None: the spec's int_time for every row
+    interval: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -238,8 +240,9 @@ class MsTable:
         for name, value in CONSTANT_COLUMNS.items():
             main.putcol(name, np.full(n, value, np.int32), startrow, n)
         main.putcol("SCAN_NUMBER", np.full(n, self.spec.scan_number, np.int32), startrow, n)
-        main.putcol("INTERVAL", np.full(n, self.spec.int_time), startrow, n)
-        main.putcol("EXPOSURE", np.full(n, self.spec.int_time), startrow, n)
+        interval = np.full(n, self.spec.int_time) if rows.interval is None else rows.interval
+        main.putcol("INTERVAL", interval, startrow, n)
+        main.putcol("EXPOSURE", interval, startrow, n)
         main.putcol("TIME", rows.time, startrow, n)
         main.putcol("TIME_CENTROID", rows.time_centroid, startrow, n)
         main.putcol("ANTENNA1", rows.antenna1, startrow, n)
@@ -251,9 +254,9 @@ class MsTable:
         main.putcol("DATA", rows.data, startrow, n)
         main.putcol("FLAG", rows.flag, startrow, n)
         main.putcol("WEIGHT_SPECTRUM", rows.weight_spectrum, startrow, n)
-        half = self.spec.int_time / 2
-        self._time_range[0] = min(self._time_range[0], float(rows.time.min()) - half)
-        self._time_range[1] = max(self._time_range[1], float(rows.time.max()) + half)
+        half = interval / 2
+        self._time_range[0] = min(self._time_range[0], float((rows.time - half).min()))
+        self._time_range[1] = max(self._time_range[1], float((rows.time + half).max()))
 
     def flush(self) -> None:
         """Write everything so far to disk (an MS killed after this opens with these rows)."""

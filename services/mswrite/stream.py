@@ -55,6 +55,23 @@ def _require_value(header: DadaHeader, key: str, expected: str) -> None:
         raise HeaderError(f"{header.source}: {key} is {value!r}, expected {expected!r}")
 
 
+def _bda_log2(header: DadaHeader) -> tuple[int, ...]:
+    """BDA_LOG2_FACTORS (one hex digit per baseline), checked against BDA_MAX_FACTOR."""
+    text = header.get_str("BDA_LOG2_FACTORS", "").strip()
+    if not text:
+        return ()
+    try:
+        digits = tuple(int(c, 16) for c in text)
+    except ValueError:
+        raise HeaderError(f"{header.source}: BDA_LOG2_FACTORS {text[:40]!r} is not one hex "
+                          "digit per baseline") from None
+    kmax = header.get_int("BDA_MAX_FACTOR", 1 << max(digits))
+    if (1 << max(digits)) > kmax:
+        raise HeaderError(f"{header.source}: BDA_LOG2_FACTORS has a factor "
+                          f"{1 << max(digits)} above BDA_MAX_FACTOR {kmax}")
+    return digits
+
+
 @dataclass(frozen=True)
 class VisStream:
     """Static description of one visibility transfer (one scan of one ingest instance)."""
@@ -72,6 +89,10 @@ class VisStream:
     telescope: str = ""
     source: str = ""
     phase_centre_deg: tuple[float, float] | None = None
+    #: svc-avg's AVG_WEIGHT_SCALE: summed input weight of an output sample with FD 255
+    weight_scale: float = 1.0
+    #: svc-avg's BDA_LOG2_FACTORS: log2 of each baseline's BDA factor k (empty: no BDA)
+    bda_log2: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("nant", "nchan", "dumps_per_block"):
@@ -81,6 +102,11 @@ class VisStream:
             raise HeaderError(f"INT_TIME must be > 0, got {self.int_time}")
         if self.chan_width_hz == 0:
             raise HeaderError("CHAN_WIDTH_HZ must not be 0")
+        if not self.weight_scale > 0:
+            raise HeaderError(f"AVG_WEIGHT_SCALE must be > 0, got {self.weight_scale}")
+        if self.bda_log2 and len(self.bda_log2) != self.nbaseline:
+            raise HeaderError(f"BDA_LOG2_FACTORS has {len(self.bda_log2)} digits, expected "
+                              f"NBASELINE {self.nbaseline}")
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -97,6 +123,21 @@ class VisStream:
     def weights_dump_bytes(self) -> int:
         """Bytes of one dump in the weights ring (the weights header's RESOLUTION)."""
         return self.nchan * self.nbaseline * WEIGHTS_DTYPE.itemsize
+
+    @property
+    def bda(self) -> bool:
+        """True when some baseline is averaged over more than one dump (BDA)."""
+        return any(self.bda_log2)
+
+    def bda_factors(self) -> np.ndarray:
+        """BDA factor k of each baseline in stream order (all 1 without BDA)."""
+        if not self.bda_log2:
+            return np.ones(self.nbaseline, np.int64)
+        return np.left_shift(1, np.array(self.bda_log2, np.int64))
+
+    def baseline_weight_scale(self) -> np.ndarray:
+        """Summed weight of an FD-255 sample of each baseline: AVG_WEIGHT_SCALE x k."""
+        return self.weight_scale * self.bda_factors().astype(np.float64)
 
     # ------------------------------------------------------------------ coordinates
     def baselines(self) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +192,7 @@ class VisStream:
                               f"got {weights_header['NBIT']}")
         ra = h.get_float("PHASE_CENTRE_RA_DEG", float("nan"))
         dec = h.get_float("PHASE_CENTRE_DEC_DEG", float("nan"))
+        bda_log2 = _bda_log2(h)
         stream = cls(
             scan_id=h.get_int("SCAN_ID"),
             utc_start=h.get_str("UTC_START"),
@@ -165,6 +207,8 @@ class VisStream:
             telescope=h.get_str("TELESCOPE", ""),
             source=h.get_str("SOURCE", ""),
             phase_centre_deg=None if np.isnan(ra) or np.isnan(dec) else (ra, dec),
+            weight_scale=h.get_float("AVG_WEIGHT_SCALE", 1.0),
+            bda_log2=bda_log2,
         )
         if h.get_int("NBASELINE") != stream.nbaseline:
             raise HeaderError(f"{h.source}: NBASELINE {h['NBASELINE']} is not "
@@ -204,6 +248,11 @@ class VisStream:
         if self.phase_centre_deg is not None:
             common["PHASE_CENTRE_RA_DEG"] = repr(float(self.phase_centre_deg[0]))
             common["PHASE_CENTRE_DEC_DEG"] = repr(float(self.phase_centre_deg[1]))
+        if self.weight_scale != 1.0:
+            common["AVG_WEIGHT_SCALE"] = repr(float(self.weight_scale))
+        if self.bda_log2:
+            common["BDA_MAX_FACTOR"] = 1 << max(self.bda_log2)
+            common["BDA_LOG2_FACTORS"] = "".join(f"{v:x}" for v in self.bda_log2)
         common.update(extra or {})
         data = DadaHeader({"DATA_KIND": "VIS", **common, "NBIT": 32,
                            "RESOLUTION": self.data_dump_bytes, "OBS_OFFSET": 0},

@@ -16,12 +16,16 @@ DATA 0, FLAG true, weights 0.
 Per visibility (channel c, baseline b) of a dump, from the weights ring:
 
 * FD == 0 (no data): FLAG true for the four correlations, DATA set to 0.
-* WEIGHT_SPECTRUM = FD / 255 for each correlation (FD 255 = all data contributed).
+* WEIGHT_SPECTRUM = FD / 255 for each correlation (FD 255 = all data contributed), times
+  AVG_WEIGHT_SCALE x k for svc-avg's output (k: the baseline's BDA factor).
 * WEIGHT = mean of WEIGHT_SPECTRUM over channels; SIGMA = 1 / sqrt(WEIGHT) (0 if
   WEIGHT is 0); FLAG_ROW when every channel of the row is flagged.
 * TIME = centre of the dump = TIME0_UNIX + dump * INT_TIME (as MJD seconds);
   TIME_CENTROID = TIME + INT_TIME * <TCI>_FD / 256, where <TCI>_FD is the FD-weighted mean
   TCI of the row's channels (TCI is the centroid offset in units of INT_TIME / 256).
+* With BDA_LOG2_FACTORS, the row carrying a group's average gets TIME = the group's centre,
+  INTERVAL = EXPOSURE = its length and UVW at that TIME; the other rows of the group are
+  flagged placeholders (:meth:`VisWriter._bda_rows`, docs/mswrite.md).
 """
 
 from __future__ import annotations
@@ -279,29 +283,68 @@ class VisWriter:
         times = s.dump_times_mjd(dumps)
         rows.time.reshape(ndump, s.nbaseline)[:] = times[:, None]
         rows.uvw.reshape(ndump, s.nbaseline, 3)[:] = self._uvw.uvw(dumps, times)
+        # the centre of the dump each row's data sit in (TCI counts from there)
+        dump_time = rows.time.copy() if s.bda else rows.time
+        if s.bda:
+            self._bda_rows(rows, dumps, times)
         # transpose channel <-> baseline, moving each (4 x complex64) visibility as one item
         data4 = rows.data.reshape(ndump, s.nbaseline, s.nchan, NPOL)
         np.copyto(data4.view("V32")[..., 0], vis.view("V32")[..., 0].transpose(0, 2, 1))
         weights = np.ascontiguousarray(weights)
         if (weights.view(_WEIGHT_WORD) == _COMPLETE_WORD).all():
-            self._fill_complete(rows)
+            self._fill_complete(rows, dump_time)
         else:
-            self._fill_partial(rows, weights)
+            self._fill_partial(rows, weights, dump_time)
         return rows
 
-    def _fill_complete(self, rows: RowBlock) -> None:
+    def _bda_rows(self, rows: RowBlock, dumps: np.ndarray, times: np.ndarray) -> None:
+        """TIME, INTERVAL and UVW of the rows of a BDA stream (see docs/mswrite.md).
+
+        Baseline b with factor k is averaged over the dumps ``[g, g + L)``, ``g`` a multiple
+        of k and L = k (fewer for the group the block ends in the middle of: the short last
+        group of a transfer); the average sits in the carrying dump ``g + L // 2``. Its row
+        gets TIME = the centre of the L dumps, INTERVAL = EXPOSURE = L x INT_TIME and UVW at
+        that TIME; the other rows of the group (FD 0) keep their dump's TIME and INT_TIME
+        and are flagged (FLAG_ROW) by their FD 0.
+        """
+        s = self.stream
+        ndump = len(dumps)
+        k = s.bda_factors()[None, :]
+        d = dumps[:, None]
+        start = (d // k) * k
+        length = np.minimum(k, dumps[-1] + 1 - start)
+        carrying = d == start + length // 2
+        # centre of [start, start + L) minus the carrying dump's centre, in dumps: 0 or -1/2
+        shift = np.where(carrying, (length - 1) / 2 - length // 2, 0.0)
+        interval = np.where(carrying, length, 1) * s.int_time
+        rows.interval = interval.reshape(-1)
+        time = rows.time.reshape(ndump, s.nbaseline)
+        time += shift * s.int_time
+        moved = shift != 0
+        which = np.nonzero(moved.any(axis=1))[0]
+        if len(which):
+            uvw = rows.uvw.reshape(ndump, s.nbaseline, 3)
+            half = self._uvw.uvw(dumps[which], times[which] - s.int_time / 2)
+            uvw[which] = np.where(moved[which][..., None], half, uvw[which])
+
+    def _fill_complete(self, rows: RowBlock, dump_time: np.ndarray) -> None:
         """Every visibility has FD 255 and TCI 0 (the usual case): constant weights."""
         if not self._buffers_complete:  # the reused buffers still hold these values
+            s = self.stream
+            scale = np.tile(s.baseline_weight_scale(), len(rows) // s.nbaseline)
             rows.flag.fill(False)
-            rows.weight_spectrum.fill(1.0)
-            rows.weight.fill(1.0)
-            rows.sigma.fill(1.0)
+            rows.weight_spectrum[:] = scale[:, None, None]
+            rows.weight[:] = scale[:, None]
+            rows.sigma[:] = (1 / np.sqrt(scale))[:, None]
             rows.flag_row.fill(False)
             self._buffers_complete = True
-        rows.time_centroid[:] = rows.time
+        rows.time_centroid[:] = dump_time
 
-    def _fill_partial(self, rows: RowBlock, weights: np.ndarray) -> None:
-        """Flags, weights and time centroids from FD and TCI of every visibility."""
+    def _fill_partial(self, rows: RowBlock, weights: np.ndarray, dump_time: np.ndarray) -> None:
+        """Flags, weights and time centroids from FD and TCI of every visibility.
+
+        The weights are FD / 255 times the baseline's summed-weight scale
+        (:meth:`VisStream.baseline_weight_scale`: 1 for a stream that is not averaged)."""
         self._buffers_complete = False
         s = self.stream
         ndump = len(weights)
@@ -310,10 +353,14 @@ class VisWriter:
         fd_sum = fd.sum(axis=1, dtype=np.int64).reshape(nrow)
         spectrum = _FD_WEIGHT[fd.transpose(0, 2, 1)].reshape(nrow, s.nchan)
         missing = spectrum == 0
+        mean_weight = (fd_sum / (FD_FULL * s.nchan)).astype(np.float32)
+        if s.weight_scale != 1.0 or s.bda:
+            scale = np.tile(s.baseline_weight_scale(), ndump).astype(np.float32)
+            spectrum = spectrum * scale[:, None]
+            mean_weight = mean_weight * scale
         np.copyto(rows.weight_spectrum, spectrum[..., None])
         np.copyto(rows.flag, missing[..., None])
         rows.data[missing] = 0
-        mean_weight = (fd_sum / (FD_FULL * s.nchan)).astype(np.float32)
         rows.weight[:] = mean_weight[:, None]
         with np.errstate(divide="ignore"):
             rows.sigma[:] = np.where(mean_weight > 0, 1 / np.sqrt(mean_weight), 0)[:, None]
@@ -323,9 +370,11 @@ class VisWriter:
             tci_fd = np.einsum("dcb,dcb->db", tci.astype(np.int64),
                                fd.astype(np.int64)).reshape(nrow)
             centroid = np.divide(tci_fd, fd_sum, out=np.zeros(nrow), where=fd_sum > 0)
-            rows.time_centroid[:] = rows.time + centroid * (s.int_time / TCI_SCALE)
+            rows.time_centroid[:] = dump_time + centroid * (s.int_time / TCI_SCALE)
         else:
-            rows.time_centroid[:] = rows.time
+            rows.time_centroid[:] = dump_time
+        if s.bda:  # a row without data: its centroid is its TIME
+            np.copyto(rows.time_centroid, rows.time, where=fd_sum == 0)
 
     # ------------------------------------------------------------------ closing
     def close(self) -> Path:

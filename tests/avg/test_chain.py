@@ -59,7 +59,8 @@ def test_chain_writes_the_averaged_ms(tmp_path: Path) -> None:
     assert data.shape == rows.shape
     np.testing.assert_allclose(data, rows, rtol=0, atol=4e-6 * np.abs(rows).max())
     assert np.array_equal(flag, np.repeat((fd_rows == 0)[..., None], NPOL, axis=2))
-    np.testing.assert_allclose(weight_spectrum[..., 0], fd_rows / 255.0, rtol=1e-6)
+    # summed weights: FD / 255 x AVG_WEIGHT_SCALE (N M)
+    np.testing.assert_allclose(weight_spectrum[..., 0], fd_rows / 255.0 * n * m, rtol=1e-6)
     np.testing.assert_allclose(width, WIDTH * m)
     first = FREQ0 + (START + (m - 1) / 2) * WIDTH  # centre of input channels 16..19
     np.testing.assert_allclose(freqs, first + np.arange(nchan // m) * WIDTH * m)
