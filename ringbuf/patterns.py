@@ -23,6 +23,7 @@ class PatternSource:
             raise ValueError(f"pattern {pattern!r}: choose one of {', '.join(PATTERNS)}")
         self.pattern = pattern
         self._chunk = min(block_nbytes, CHUNK)
+        self._last: tuple[int, int, np.ndarray] = (-1, -1, np.zeros(0, np.uint8))
         span = self._chunk + 256
         if pattern == "zeros":
             self._source = np.zeros(span, np.uint8)
@@ -36,7 +37,9 @@ class PatternSource:
         start = obs_offset % 256 if self.pattern == "ramp" else 0
         size, chunk, source = len(out), self._chunk, self._source
         if size <= chunk:
-            out[:] = source[start : start + size]
+            if self._last[0] != start or self._last[1] != size:  # the same slice every block
+                self._last = (start, size, source[start : start + size])
+            out[:] = self._last[2]
             return
         for pos in range(0, size, chunk):  # CHUNK is a multiple of 256: the ramp continues
             take = min(chunk, size - pos)

@@ -63,6 +63,9 @@ class RingWriter(RingClient):
                 base = c.reader_base(slot)
                 free = self.layout.nbufs - (q[c.C_W_OPENED] - q[base + c.R_CLEARED])
                 shm.set_semaphore(ring.sem("s", slot), free)
+        # what the per-block path needs, looked up once
+        self._q, self._bb, self._views = ring.q, ring.bb, ring.block_views
+        self._nbufs, self._bufsz = self.layout.nbufs, self.layout.bufsz
         self._space = [ring.sem("s", i) for i in range(self.layout.nreaders)]
         self._cleared_words = [c.reader_base(i) + c.R_CLEARED for i in range(self.layout.nreaders)]
         self._data = [ring.sem("d", i) for i in range(self.layout.nreaders)]
@@ -133,20 +136,18 @@ class RingWriter(RingClient):
 
     # ----------------------------------------------------------------------------- blocks
     def _open_block(self, timeout: float | None) -> int:
-        q, nbufs = self.ring.q, self.layout.nbufs
+        q, nbufs = self._q, self._nbufs
         n = q[_W_OPENED]
-        slot = 0
-        for sem in self._space:
-            if n - q[self._cleared_words[slot]] < nbufs:
+        for slot, cleared in enumerate(self._cleared_words):
+            sem = self._space[slot]
+            if n - q[cleared] < nbufs:
                 try:
                     sem.acquire(0)  # the fast path: space is there and so is its token
-                    slot += 1
                     continue
                 except BusyError:
                     pass
             self._wait_for_space(slot, sem, n, timeout)
-            slot += 1
-        rec = self.ring.bb + (n % nbufs) * BLOCK_NWORDS
+        rec = self._bb + (n % nbufs) * BLOCK_NWORDS
         q[rec + _B_SEQ] += 1  # odd: being written
         q[rec + _B_ABS] = n
         q[_W_OPENED] = n + 1
@@ -160,14 +161,14 @@ class RingWriter(RingClient):
         q[c.C_W_BLOCKED_NS] += time.monotonic_ns() - started
 
     def _commit(self, n: int, xfer: WriteTransfer, nbytes: int, obs_offset: int) -> None:
-        q = self.ring.q
-        rec = self.ring.bb + (n % self.layout.nbufs) * BLOCK_NWORDS
+        q = self._q
+        rec = self._bb + (n % self._nbufs) * BLOCK_NWORDS
         q[rec + _B_XFER] = xfer.xfer_id
         q[rec + _B_NBYTES] = nbytes
         q[rec + _B_OBS_OFFSET] = obs_offset
         q[rec + _B_SEQ] += 1  # even: stable
         q[_BYTES_WRITTEN] += nbytes
-        if nbytes < self.layout.bufsz:  # recorded before publishing, so readers never wait for it
+        if nbytes < self._bufsz:  # recorded before publishing, so readers never wait for it
             _end_record(self.ring, xfer.xfer_id, c.XFER_ENDED, n + 1, posted=False)
             q[c.C_XFER_OPEN] = -1
             xfer.ended = True
@@ -241,23 +242,27 @@ class WriteTransfer:
         committed with 0 bytes.
         """
         writer = self.writer
-        bufsz = writer.layout.bufsz
-        if self.ended:
-            raise RingBufError(f"ring {writer.key}: transfer {self.xfer_id} has ended")
-        if self._open or self._partial is not None:
-            raise RingBufError(f"ring {writer.key}: commit the blocks already open first")
-        if not 0 <= nbytes <= bufsz:
-            raise ValueError(f"write_block of {nbytes} bytes: must be 0..{bufsz}")
+        bufsz = writer._bufsz
+        if self.ended or self._open or self._partial is not None or not 0 <= nbytes <= bufsz:
+            self._refuse(nbytes)
         n = writer._open_block(writer.timeout if timeout == -1.0 else timeout)
         obs_offset = self.obs_offset
         self.obs_offset = obs_offset + bufsz
-        view = writer.ring.block_views[n % writer.layout.nbufs]
+        view = writer._views[n % writer._nbufs]
         try:
             fill(view if nbytes == bufsz else view[:nbytes], obs_offset)
         except BaseException:
             writer._commit(n, self, 0, obs_offset)
             raise
         writer._commit(n, self, nbytes, obs_offset)
+
+    def _refuse(self, nbytes: int) -> None:
+        key, bufsz = self.writer.key, self.writer._bufsz
+        if self.ended:
+            raise RingBufError(f"ring {key}: transfer {self.xfer_id} has ended")
+        if self._open or self._partial is not None:
+            raise RingBufError(f"ring {key}: commit the blocks already open first")
+        raise ValueError(f"write_block of {nbytes} bytes: must be 0..{bufsz}")
 
     def _commit(self, block: WriteBlock, nbytes: int) -> None:
         if self._open[0] is not block:
