@@ -203,6 +203,11 @@ def main() -> None:
     if apps:
         print(f"  dada_junkdb -z -> dada_dbnull -z    median {med(d_us):6.2f} us/block "
               f"(min {min(d_us):.2f}; runs {runs(d_us)})   ratio {med(o_us) / med(d_us):.2f}")
+    if apps:  # each round's pair ran back to back: their ratios drift less with the load
+        pairs_t = [o / d for o, d in zip(o_gb, d_gb, strict=True)]
+        pairs_h = [o / d for o, d in zip(o_us, d_us, strict=True)]
+        print(f"ratios round by round: throughput {runs(pairs_t)} (median {med(pairs_t):.2f}); "
+              f"hand-off {runs(pairs_h)} (median {med(pairs_h):.2f})")
     anchor = "dada_junkdb -z -> dada_dbnull -z, same run"
     print(bench_line("ring_junk_null_16MiB", med(o_gb), "GB/s", med(d_gb) if apps else None,
                      "ratio>=1.0", anchor + " (reader-timed)"))
