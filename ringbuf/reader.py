@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,7 +20,7 @@ from ringbuf import shm
 from ringbuf.errors import EndOfData, RingBufError, RingBusy, WriterDied
 from ringbuf.header import DadaHeader
 from ringbuf.layout import BLOCK_NWORDS
-from ringbuf.ring import RingClient, _now_ns
+from ringbuf.ring import SPIN_NS, RingClient, _now_ns
 
 logger = logging.getLogger(__name__)
 
@@ -255,9 +256,14 @@ class ReadTransfer:
         bb, nbufs, data_sem, space_sem = ring.bb, reader.layout.nbufs, reader._data, reader._space
         opened_ix, cleared_ix, bytes_ix = base + c.R_OPENED, base + c.R_CLEARED, base + c.R_BYTES
         filled_ix, nbytes_w, xfer_w = c.C_W_FILLED, c.B_NBYTES, c.B_XFER
+        clock, give_way = time.perf_counter_ns, os.sched_yield
         blocks = 0
         while not self.finished:
             n = q[opened_ix]
+            if n >= q[filled_ix] and SPIN_NS:  # the writer is a little behind: poll, yielding
+                give_up = clock() + SPIN_NS
+                while q[filled_ix] <= n and clock() < give_up:
+                    give_way()
             if (n < q[filled_ix] and q[cleared_ix] == n and reader._silent_clear_at is None):
                 brec = bb + (n % nbufs) * BLOCK_NWORDS
                 nbytes = q[brec + nbytes_w]

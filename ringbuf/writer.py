@@ -22,7 +22,7 @@ from ringbuf import shm
 from ringbuf.errors import HeaderError, RingBufError, RingBusy
 from ringbuf.header import DadaHeader
 from ringbuf.layout import BLOCK_NWORDS
-from ringbuf.ring import Ring, RingClient, _now_ns
+from ringbuf.ring import SPIN_NS, Ring, RingClient, _now_ns
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,11 @@ class RingWriter(RingClient):
         n = q[_W_OPENED]
         for slot, cleared in enumerate(self._cleared_words):
             sem = self._space[slot]
+            if n - q[cleared] >= nbufs and SPIN_NS:  # the reader is a little behind: poll
+                clock = time.perf_counter_ns
+                give_up = clock() + SPIN_NS
+                while n - q[cleared] >= nbufs and clock() < give_up:
+                    os.sched_yield()
             if n - q[cleared] < nbufs:
                 try:
                     sem.acquire(0)  # the fast path: space is there and so is its token
