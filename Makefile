@@ -30,7 +30,14 @@ test: $(STAMP) tools check
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	mkdir -p build/bench && rm -f build/bench/*.log
+	for b in benchmarks/*.py; do \
+	  case $$b in */summary.py) continue;; esac; \
+	  log=build/bench/$$(basename $$b .py).log; \
+	  { $(BIN)/python $$b 2>&1 || echo "FAILED: $$b"; } | tee $$log; \
+	  ! grep -q "^FAILED: " $$log || exit 1; \
+	done
+	$(BIN)/python benchmarks/summary.py build/bench/*.log
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

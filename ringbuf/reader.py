@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,7 +20,7 @@ from ringbuf import shm
 from ringbuf.errors import EndOfData, RingBufError, RingBusy, WriterDied
 from ringbuf.header import DadaHeader
 from ringbuf.layout import BLOCK_NWORDS
-from ringbuf.ring import RingClient, _now_ns
+from ringbuf.ring import SPIN_NS, RingClient, _now_ns
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,8 @@ class ReadTransfer:
         self.header = header
         self.resumed = resumed
         self.finished = False
+        #: bytes of the blocks :meth:`drain` discarded
+        self.nbytes = 0
 
     def next_block(self, timeout: float | None = -1.0) -> ReadBlock:
         """The next block (a context manager that clears it). Raises EndOfData at the end.
@@ -238,6 +241,55 @@ class ReadTransfer:
                 yield block
             finally:
                 block.clear()
+
+    def drain(self) -> int:
+        """Read and discard the rest of this transfer without touching its data; return the
+        number of blocks (like ``dada_dbnull -z``). ``nbytes`` counts their bytes as it goes,
+        so it is right even when WriterDied propagates.
+
+        Each block costs a few shm words and no allocation: the counters of a ready block are
+        read, its wake-up token taken and its space given back, as ``next_block`` + ``clear``
+        would do; anything else (a wait, the end) goes through ``next_block``.
+        """
+        reader = self.reader
+        ring, q, base, xfer_id = reader.ring, reader.ring.q, reader.base, self.xfer_id
+        bb, nbufs, data_sem, space_sem = ring.bb, reader.layout.nbufs, reader._data, reader._space
+        opened_ix, cleared_ix, bytes_ix = base + c.R_OPENED, base + c.R_CLEARED, base + c.R_BYTES
+        filled_ix, nbytes_w, xfer_w = c.C_W_FILLED, c.B_NBYTES, c.B_XFER
+        clock, give_way = time.perf_counter_ns, os.sched_yield
+        blocks = 0
+        while not self.finished:
+            n = q[opened_ix]
+            if n >= q[filled_ix] and SPIN_NS:  # the writer is a little behind: poll, yielding
+                give_up = clock() + SPIN_NS
+                while q[filled_ix] <= n and clock() < give_up:
+                    give_way()
+            if (n < q[filled_ix] and q[cleared_ix] == n and reader._silent_clear_at is None):
+                brec = bb + (n % nbufs) * BLOCK_NWORDS
+                nbytes = q[brec + nbytes_w]
+                if nbytes and q[brec + xfer_w] == xfer_id:
+                    try:
+                        data_sem.acquire(0)
+                    except BusyError:
+                        pass
+                    else:
+                        q[opened_ix] = n + 1
+                        q[bytes_ix] += nbytes
+                        q[cleared_ix] = n + 1
+                        space_sem.release()
+                        self.nbytes += nbytes
+                        blocks += 1
+                        continue
+            try:
+                block = self.next_block()
+            except WriterDied:
+                raise
+            except EndOfData:
+                break
+            self.nbytes += block.nbytes
+            blocks += 1
+            block.clear()
+        return blocks
 
     def skip(self) -> None:
         """Read and discard the rest of this transfer."""

@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 #: How long a blocked call sleeps before it re-checks peers' liveness and its stop event.
 WAIT_SLICE_S = 0.1
 
+#: How long a waiter polls the shm counters, yielding the CPU between polls, before it sleeps
+#: on a semaphore (0: never). The peer is usually microseconds from publishing the next block
+#: or freeing one; a futex sleep and wake-up per block costs far more, and yielding (instead of
+#: busy polling) lets the peer run when both share a core.
+SPIN_NS = 20_000
+
 
 def _now_ns() -> int:
     return time.time_ns()
@@ -405,6 +411,11 @@ class Ring:
         Returns whether a token was consumed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if SPIN_NS and not ready():  # poll the counters before sleeping on the semaphore
+            clock, give_way = time.perf_counter_ns, os.sched_yield
+            give_up = clock() + SPIN_NS
+            while not ready() and clock() < give_up:
+                give_way()
         while True:
             slice_s = WAIT_SLICE_S
             if deadline is not None:

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,14 @@ from ringbuf import shm
 from ringbuf.errors import HeaderError, RingBufError, RingBusy
 from ringbuf.header import DadaHeader
 from ringbuf.layout import BLOCK_NWORDS
-from ringbuf.ring import Ring, RingClient, _now_ns
+from ringbuf.ring import SPIN_NS, Ring, RingClient, _now_ns
 
 logger = logging.getLogger(__name__)
+
+# word indices used on every block, as module constants (one lookup instead of two)
+_W_OPENED, _W_FILLED, _BYTES_WRITTEN = c.C_W_OPENED, c.C_W_FILLED, c.C_BYTES_WRITTEN
+_B_SEQ, _B_ABS, _B_XFER, _B_NBYTES, _B_OBS_OFFSET = (c.B_SEQ, c.B_ABS, c.B_XFER, c.B_NBYTES,
+                                                     c.B_OBS_OFFSET)
 
 
 class RingWriter(RingClient):
@@ -58,6 +63,9 @@ class RingWriter(RingClient):
                 base = c.reader_base(slot)
                 free = self.layout.nbufs - (q[c.C_W_OPENED] - q[base + c.R_CLEARED])
                 shm.set_semaphore(ring.sem("s", slot), free)
+        # what the per-block path needs, looked up once
+        self._q, self._bb, self._views = ring.q, ring.bb, ring.block_views
+        self._nbufs, self._bufsz = self.layout.nbufs, self.layout.bufsz
         self._space = [ring.sem("s", i) for i in range(self.layout.nreaders)]
         self._cleared_words = [c.reader_base(i) + c.R_CLEARED for i in range(self.layout.nreaders)]
         self._data = [ring.sem("d", i) for i in range(self.layout.nreaders)]
@@ -128,9 +136,15 @@ class RingWriter(RingClient):
 
     # ----------------------------------------------------------------------------- blocks
     def _open_block(self, timeout: float | None) -> int:
-        q, n, nbufs = self.ring.q, self.ring.q[c.C_W_OPENED], self.layout.nbufs
-        for slot, sem in enumerate(self._space):
-            cleared = self._cleared_words[slot]
+        q, nbufs = self._q, self._nbufs
+        n = q[_W_OPENED]
+        for slot, cleared in enumerate(self._cleared_words):
+            sem = self._space[slot]
+            if n - q[cleared] >= nbufs and SPIN_NS:  # the reader is a little behind: poll
+                clock = time.perf_counter_ns
+                give_up = clock() + SPIN_NS
+                while n - q[cleared] >= nbufs and clock() < give_up:
+                    os.sched_yield()
             if n - q[cleared] < nbufs:
                 try:
                     sem.acquire(0)  # the fast path: space is there and so is its token
@@ -138,10 +152,10 @@ class RingWriter(RingClient):
                 except BusyError:
                     pass
             self._wait_for_space(slot, sem, n, timeout)
-        rec = self.ring.bb + (n % nbufs) * BLOCK_NWORDS
-        q[rec + c.B_SEQ] += 1  # odd: being written
-        q[rec + c.B_ABS] = n
-        q[c.C_W_OPENED] = n + 1
+        rec = self._bb + (n % nbufs) * BLOCK_NWORDS
+        q[rec + _B_SEQ] += 1  # odd: being written
+        q[rec + _B_ABS] = n
+        q[_W_OPENED] = n + 1
         return n
 
     def _wait_for_space(self, slot: int, sem: Semaphore, n: int, timeout: float | None) -> None:
@@ -152,18 +166,18 @@ class RingWriter(RingClient):
         q[c.C_W_BLOCKED_NS] += time.monotonic_ns() - started
 
     def _commit(self, n: int, xfer: WriteTransfer, nbytes: int, obs_offset: int) -> None:
-        q = self.ring.q
-        rec = self.ring.bb + (n % self.layout.nbufs) * BLOCK_NWORDS
-        q[rec + c.B_XFER] = xfer.xfer_id
-        q[rec + c.B_NBYTES] = nbytes
-        q[rec + c.B_OBS_OFFSET] = obs_offset
-        q[rec + c.B_SEQ] += 1  # even: stable
-        q[c.C_BYTES_WRITTEN] += nbytes
-        if nbytes < self.layout.bufsz:  # recorded before publishing, so readers never wait for it
+        q = self._q
+        rec = self._bb + (n % self._nbufs) * BLOCK_NWORDS
+        q[rec + _B_XFER] = xfer.xfer_id
+        q[rec + _B_NBYTES] = nbytes
+        q[rec + _B_OBS_OFFSET] = obs_offset
+        q[rec + _B_SEQ] += 1  # even: stable
+        q[_BYTES_WRITTEN] += nbytes
+        if nbytes < self._bufsz:  # recorded before publishing, so readers never wait for it
             _end_record(self.ring, xfer.xfer_id, c.XFER_ENDED, n + 1, posted=False)
             q[c.C_XFER_OPEN] = -1
             xfer.ended = True
-        q[c.C_W_FILLED] = n + 1
+        q[_W_FILLED] = n + 1
         for sem in self._data:
             sem.release()
 
@@ -222,6 +236,38 @@ class WriteTransfer:
         self.obs_offset += writer.layout.bufsz
         self._open.append(block)
         return block
+
+    def write_block(self, fill: Callable[[np.ndarray, int], object], nbytes: int,
+                    timeout: float | None = -1.0) -> None:
+        """Open the next block, let ``fill(view, obs_offset)`` write its first ``nbytes`` in
+        place, and commit them (fewer than a block ends the transfer).
+
+        The same as ``open_block`` + ``commit`` without a WriteBlock per block; blocks opened
+        with ``open_block`` must be committed first. If ``fill`` raises, the block is
+        committed with 0 bytes.
+        """
+        writer = self.writer
+        bufsz = writer._bufsz
+        if self.ended or self._open or self._partial is not None or not 0 <= nbytes <= bufsz:
+            self._refuse(nbytes)
+        n = writer._open_block(writer.timeout if timeout == -1.0 else timeout)
+        obs_offset = self.obs_offset
+        self.obs_offset = obs_offset + bufsz
+        view = writer._views[n % writer._nbufs]
+        try:
+            fill(view if nbytes == bufsz else view[:nbytes], obs_offset)
+        except BaseException:
+            writer._commit(n, self, 0, obs_offset)
+            raise
+        writer._commit(n, self, nbytes, obs_offset)
+
+    def _refuse(self, nbytes: int) -> None:
+        key, bufsz = self.writer.key, self.writer._bufsz
+        if self.ended:
+            raise RingBufError(f"ring {key}: transfer {self.xfer_id} has ended")
+        if self._open or self._partial is not None:
+            raise RingBufError(f"ring {key}: commit the blocks already open first")
+        raise ValueError(f"write_block of {nbytes} bytes: must be 0..{bufsz}")
 
     def _commit(self, block: WriteBlock, nbytes: int) -> None:
         if self._open[0] is not block:

@@ -66,7 +66,8 @@ def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
             deadline = time.monotonic() + seconds
     stop = stop_on_signals()
     with RingWriter(key, timeout=timeout, stop=stop) as writer:
-        source = PatternSource(pattern, writer.layout.bufsz)
+        bufsz = writer.layout.bufsz
+        source = PatternSource(pattern, bufsz)
         pacer = Pacer(bytes_per_s, stop)
         written = 0
         with writer.open_transfer(header) as xfer:
@@ -75,10 +76,8 @@ def junk(key: str, header_file: str, nbytes: int | None, seconds: float | None,
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                with xfer.open_block() as block:
-                    n = len(block.data) if total is None else min(len(block.data), total - written)
-                    source.fill(block.data[:n], block.obs_offset)
-                    block.commit(n)
+                n = bufsz if total is None else min(bufsz, total - written)
+                xfer.write_block(source.fill, n)  # in place, no per-block objects
                 written += n
                 if not pacer.account(n):
                     break
@@ -111,12 +110,11 @@ def null(key: str, transfers: int | None, timeout: float | None, as_json: bool) 
             while transfers is None or done < transfers:
                 xfer = reader.open_transfer()
                 started = started or time.monotonic()
-                try:
-                    for block in xfer:
-                        total_bytes += block.nbytes
-                        blocks += 1
+                try:  # counts blocks, touches no data byte (as dada_dbnull -z)
+                    blocks += xfer.drain()
                 except EndOfData:  # WriterDied: an aborted transfer still counts as one
                     aborted += 1
+                total_bytes += xfer.nbytes
                 done += 1
         except (Interrupted, Timeout):
             pass

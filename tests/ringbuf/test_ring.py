@@ -271,3 +271,31 @@ def test_a_transfer_is_resumed_when_the_slot_saw_its_header(ring):
         with RingReader(ring, timeout=5) as successor:
             rx = successor.open_transfer()
             assert rx.resumed and rx.next_block().index == 0
+
+
+def test_write_block_and_drain_move_blocks_without_per_block_objects(ring):
+    """The junk/null fast paths: same counters, tokens and end of data as open/commit/clear."""
+    counts = []
+
+    def drain():
+        with RingReader(ring, timeout=10) as reader:
+            for _ in range(2):
+                xfer = reader.open_transfer()
+                counts.append((xfer.drain(), xfer.nbytes, xfer.finished))
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    with RingWriter(ring, timeout=10) as writer:
+        with writer.open_transfer({"A": 1}) as xfer:
+            for i in range(25):  # wraps the 4-block ring several times
+                xfer.write_block(lambda view, off, i=i: view.fill(i), 4096)
+            xfer.write_block(lambda view, off: view.fill(1), 100)  # short: ends the transfer
+            assert xfer.ended
+        with writer.open_transfer({"A": 2}) as xfer:
+            with pytest.raises(RuntimeError):
+                xfer.write_block(lambda view, off: (_ for _ in ()).throw(RuntimeError("x")), 4096)
+    thread.join(20)
+    assert counts == [(26, 25 * 4096 + 100, True), (0, 0, True)]
+    with Ring(ring, data=False) as r:
+        assert r.word(c.reader_base(0) + c.R_BYTES) == 25 * 4096 + 100
+        assert r.word(c.reader_base(0) + c.R_CLEARED) == r.word(c.C_W_FILLED)
