@@ -21,7 +21,7 @@ import spead2.send
 
 from ringbuf.errors import HeaderError
 from services.common.config import Config, non_negative, positive, setting
-from services.formats import cbf_sdp, pst
+from services.formats import cbf_sdp, pst, spead_send
 from services.senders import sendlib
 from services.senders.command import SenderArgs, SenderKeys, sender_options
 
@@ -160,10 +160,10 @@ class BeamSender:
                                           interface_address=cfg.interface_address, ttl=cfg.ttl)
         ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
         self.ig = ig
-        sendlib.immediate_item(ig, pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        sendlib.immediate_item(ig, pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
-        sendlib.immediate_item(ig, pst.BEAM_START_SECONDS, "beam_start_seconds")
-        sendlib.immediate_item(ig, pst.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
+        spead_send.add_immediate(ig, pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
+        spead_send.add_immediate(ig, pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
+        spead_send.add_immediate(ig, pst.BEAM_START_SECONDS, "beam_start_seconds")
+        spead_send.add_immediate(ig, pst.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
         ig.add_item(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
         ig.add_item(pst.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
         ig.add_item(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",

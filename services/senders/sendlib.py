@@ -9,7 +9,6 @@ rebuilding heaps. Slots are reused only after their previous send has completed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Sequence
 
@@ -17,7 +16,7 @@ import spead2
 import spead2.send
 import spead2.send.asyncio
 
-from services.formats import cbf_sdp
+from services.formats import spead_send
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +24,7 @@ logger = logging.getLogger(__name__)
 def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: float,
                 max_heaps: int, buffer_size: int = 4 << 20, interface_address: str = "",
                 ttl: int = 1) -> spead2.send.asyncio.UdpStream:
-    """One UDP stream with a substream per port, sharing one rate limiter (bytes/s, 0 = none).
-
-    To a multicast group, packets go out with ``ttl`` through ``interface_address`` (the
-    kernel's choice when empty).
-    """
+    """One asyncio UDP stream with a substream per port (:func:`spead_send.udp_stream`)."""
     return make_stream_to([(host, port) for port in ports], max_packet_size, rate, max_heaps,
                           buffer_size, interface_address, ttl)
 
@@ -37,30 +32,20 @@ def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: flo
 def make_stream_to(endpoints: Sequence[tuple[str, int]], max_packet_size: int, rate: float,
                    max_heaps: int, buffer_size: int = 4 << 20, interface_address: str = "",
                    ttl: int = 1) -> spead2.send.asyncio.UdpStream:
-    """One UDP stream with a substream per ``(host, port)`` endpoint (see :func:`make_stream`)."""
-    config = spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
-                                      max_heaps=max_heaps)
-    endpoints = list(endpoints)
-    if not ipaddress.ip_address(endpoints[0][0]).is_multicast:
-        return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size)
-    if interface_address:
-        return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size,
-                                             ttl=ttl, interface_address=interface_address)
-    return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size,
-                                         ttl=ttl)
-
-
-def immediate_item(ig: spead2.send.ItemGroup, item_id: int, name: str) -> None:
-    ig.add_item(item_id, name, name, shape=(), format=[("u", cbf_sdp.FLAVOUR.heap_address_bits)])
+    """One asyncio UDP stream with a substream per ``(host, port)`` endpoint."""
+    return spead_send.udp_stream(spead2.send.asyncio.UdpStream, endpoints, max_packet_size,
+                                 rate, max_heaps, buffer_size, interface_address, ttl)
 
 
 def build_heap(ig: spead2.send.ItemGroup, values: dict[str, object]) -> spead2.send.Heap:
-    """A data heap of the current values (no descriptors), pointers repeated in every packet."""
+    """A data heap of the current values (no descriptors), pointers repeated in every packet.
+
+    Items in the group's order, every one that has a value (as ``ig.get_heap`` takes them).
+    """
     for name, value in values.items():
         ig[name].value = value
-    heap = ig.get_heap(descriptors="none", data="all")
-    heap.repeat_pointers = True
-    return heap
+    return spead_send.build_heap([(item, item.value) for item in ig.values()
+                                  if item.value is not None])
 
 
 class HeapBatches:
@@ -93,11 +78,5 @@ class HeapBatches:
 
 def control_heaps(ig: spead2.send.ItemGroup, meta_values: dict[str, object]) -> list:
     """Start heap, descriptor heap, metadata heap (in that order)."""
-    start = ig.get_start()
-    descriptors = ig.get_heap(descriptors="all", data="none")
-    for name, value in meta_values.items():
-        ig[name].value = value
-    meta = spead2.send.Heap(cbf_sdp.FLAVOUR)
-    for name in meta_values:
-        meta.add_item(ig[name])
-    return [start, descriptors, meta]
+    return spead_send.control_heaps(
+        ig, spead_send.metadata_heap([(ig[name], value) for name, value in meta_values.items()]))

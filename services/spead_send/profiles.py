@@ -29,9 +29,8 @@ import spead2.send
 
 from ringbuf import DadaHeader, Segment
 from ringbuf.errors import HeaderError
-from services.formats import cbf_sdp, pst
+from services.formats import cbf_sdp, pst, spead_send
 from services.formats.cbf_sdp import ByteOrder
-from services.spead_send import wire
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ class VisProfile(Profile):
         self._build(nblocks)
 
     def _items(self) -> None:
-        u48 = wire.immediate
+        u48 = spead_send.immediate
         self.count = u48(cbf_sdp.TIMESTAMP_COUNT, "visibility_timestamp_count")
         self.fraction = u48(cbf_sdp.TIMESTAMP_FRACTION, "visibility_timestamp_fraction")
         self.channel_id = u48(cbf_sdp.CHANNEL_ID, "visibility_channel_id")
@@ -184,14 +183,14 @@ class VisProfile(Profile):
         self.baseline_count = u48(cbf_sdp.BASELINE_COUNT, "visibility_baseline_count")
         self.hardware_id = u48(cbf_sdp.HARDWARE_ID, "visibility_hardware_id")
         self.num_antennas = u48(cbf_sdp.NANT, "num_antennas")
-        self.scan = wire.addressed(cbf_sdp.SCAN_ID, "scan_id", "scan id", (), "<u8")
-        self.freq0_item = wire.addressed(cbf_sdp.FREQ0_HZ, "freq0_hz",
-                                         "centre frequency of ICD channel 0 (Hz)", (), "<f8")
-        self.width_item = wire.addressed(cbf_sdp.CHAN_WIDTH_HZ, "chan_width_hz",
-                                         "channel spacing (Hz)", (), "<f8")
-        self.int_time_item = wire.addressed(cbf_sdp.INT_TIME, "int_time", "dump period (s)",
-                                            (), "<f8")
-        self.payload_item = wire.addressed(
+        self.scan = spead_send.addressed(cbf_sdp.SCAN_ID, "scan_id", "scan id", (), "<u8")
+        self.freq0_item = spead_send.addressed(cbf_sdp.FREQ0_HZ, "freq0_hz",
+                                               "centre frequency of ICD channel 0 (Hz)", (), "<f8")
+        self.width_item = spead_send.addressed(cbf_sdp.CHAN_WIDTH_HZ, "chan_width_hz",
+                                               "channel spacing (Hz)", (), "<f8")
+        self.int_time_item = spead_send.addressed(cbf_sdp.INT_TIME, "int_time", "dump period (s)",
+                                                  (), "<f8")
+        self.payload_item = spead_send.addressed(
             cbf_sdp.CORRELATOR_OUTPUT_DATA, "correlator_output_data",
             "TCI, FD and 4 polarisations per channel and baseline", (self.cps, self.nbl),
             cbf_sdp.VIS_DTYPE)
@@ -208,7 +207,7 @@ class VisProfile(Profile):
                 imm = self.imm[s, b]
                 imm[2:] = [shape.u32(self.start_channel + b * self.cps), shape.u32(self.cps),
                            shape.u32(self.nbl), shape.u32(shape.hardware_id)]
-                heap = wire.build_heap([
+                heap = spead_send.build_heap([
                     (self.count, imm[0, ...]), (self.fraction, imm[1, ...]),
                     (self.channel_id, imm[2, ...]), (self.channel_count, imm[3, ...]),
                     (self.baseline_count, imm[4, ...]), (self.hardware_id, imm[5, ...]),
@@ -222,7 +221,7 @@ class VisProfile(Profile):
                  self.int_time_item, self.payload_item]
         if self.freq0 >= 0 and self.width:
             items += [self.freq0_item, self.width_item]
-        return wire.descriptor_group(items)
+        return spead_send.descriptor_group(items)
 
     def metadata(self) -> spead2.send.Heap:
         shape = self.shape
@@ -234,7 +233,7 @@ class VisProfile(Profile):
         if self.freq0 >= 0 and self.width:
             values += [(self.freq0_item, np.float64(self.freq0)),
                        (self.width_item, np.float64(self.width))]
-        return wire.metadata_heap(values)
+        return spead_send.metadata_heap(values)
 
     def _fill(self, seg: Segment, first_step: int, steps: int) -> None:
         shape = (steps, self.nchan, self.nbl)
@@ -283,21 +282,21 @@ class BeamProfile(Profile):
         lay = self.lay
         nweights = lay.packet_weights_size // 2
         self.data_shape = (lay.npol, lay.udp_nchan, lay.udp_nsamp, lay.ndim)
-        self.sample_count = wire.immediate(pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        self.first_channel = wire.immediate(pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
+        self.sample_count = spead_send.immediate(pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
+        self.first_channel = spead_send.immediate(pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
         # on the wire the scale is an immediate holding the float32's 4 little-endian bytes
         # in its low 4 bytes: sent as those bytes (NaN payloads kept), described as '<f4'
-        self.scale_raw = wire.immediate(pst.BEAM_SCALE, "beam_scale")
+        self.scale_raw = spead_send.immediate(pst.BEAM_SCALE, "beam_scale")
         self.scale = spead2.Item(pst.BEAM_SCALE, "beam_scale", "packet scale", (), dtype="<f4")
-        self.weights_item = wire.addressed(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",
-                                           (nweights,), "<u2")
-        self.data_item = wire.addressed(pst.BEAM_DATA, "beam_data",
-                                        "samples [pol][chan][samp][I,Q]", self.data_shape,
-                                        lay.sample_dtype)
-        self.scan = wire.addressed(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", (), "<u8")
-        self.start_seconds = wire.immediate(pst.BEAM_START_SECONDS, "beam_start_seconds")
-        self.start_picoseconds = wire.immediate(pst.BEAM_START_PICOSECONDS,
-                                                "beam_start_picoseconds")
+        self.weights_item = spead_send.addressed(pst.BEAM_WEIGHTS, "beam_weights",
+                                                 "relative weights", (nweights,), "<u2")
+        self.data_item = spead_send.addressed(pst.BEAM_DATA, "beam_data",
+                                              "samples [pol][chan][samp][I,Q]", self.data_shape,
+                                              lay.sample_dtype)
+        self.scan = spead_send.addressed(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", (), "<u8")
+        self.start_seconds = spead_send.immediate(pst.BEAM_START_SECONDS, "beam_start_seconds")
+        self.start_picoseconds = spead_send.immediate(pst.BEAM_START_PICOSECONDS,
+                                                      "beam_start_picoseconds")
 
     def _build(self) -> None:
         lay, spb, shape = self.lay, self.steps_per_block, self.shape
@@ -310,7 +309,7 @@ class BeamProfile(Profile):
             for p in range(pph):
                 imm = self.imm[s, p]
                 imm[1] = shape.u32(self.start_channel + p * lay.udp_nchan)
-                heap = wire.build_heap([
+                heap = spead_send.build_heap([
                     (self.sample_count, imm[0, ...]), (self.first_channel, imm[1, ...]),
                     (self.scale_raw, imm[2, ...]), (self.weights_item, self.weights[s, p]),
                     (self.data_item, self.data[s, p])])
@@ -318,12 +317,12 @@ class BeamProfile(Profile):
                                                            substream_index=p // per_stream))
 
     def descriptors(self) -> spead2.send.ItemGroup:
-        return wire.descriptor_group([
+        return spead_send.descriptor_group([
             self.sample_count, self.first_channel, self.scale, self.weights_item,
             self.data_item, self.scan, self.start_seconds, self.start_picoseconds])
 
     def metadata(self) -> spead2.send.Heap:
-        return wire.metadata_heap([
+        return spead_send.metadata_heap([
             (self.scan, np.uint64(self.scan_id)),
             (self.start_seconds, self.start_ps // 10**12),
             (self.start_picoseconds, self.start_ps % 10**12)])

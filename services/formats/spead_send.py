@@ -1,0 +1,114 @@
+"""Sending SPEAD-64-48 heaps: the UDP stream, item declarations and heaps whose values are refilled.
+
+Shared by the senders (``services/senders``: emu-send, beam-send) and svc-spead-send
+(``services/spead_send``), which may not import each other.
+
+A data heap is built once with item values that are views of numpy staging arrays
+(immediates: 0-d views of a ``'>u8'`` array), so refilling the arrays in place changes what
+the next send carries without rebuilding heaps. Data heaps repeat their item pointers in
+every packet (the ICD asks for the placement immediates in every packet).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+import numpy as np
+import spead2
+import spead2.send
+
+from services.formats import cbf_sdp
+
+FLAVOUR = cbf_sdp.FLAVOUR
+#: The format of a 48-bit immediate item (SPEAD-64-48).
+IMMEDIATE = [("u", FLAVOUR.heap_address_bits)]
+
+S = TypeVar("S")
+
+
+def udp_stream(stream_class: Callable[..., S], endpoints: Iterable[tuple[str, int]],
+               max_packet_size: int, rate: float, max_heaps: int, buffer_size: int,
+               interface_address: str = "", ttl: int = 1) -> S:
+    """One UDP stream with a substream per ``(host, port)`` endpoint, sharing one rate limiter
+    (bytes/s, 0 = none).
+
+    ``stream_class`` is ``spead2.send.UdpStream`` or ``spead2.send.asyncio.UdpStream``. To a
+    multicast group (the first endpoint's host), packets go out with ``ttl`` through
+    ``interface_address`` (the kernel's choice when empty). OSError if the socket cannot be
+    set up.
+    """
+    config = spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
+                                      max_heaps=max_heaps)
+    endpoints = list(endpoints)
+    pool = spead2.ThreadPool(1)
+    if not ipaddress.ip_address(endpoints[0][0]).is_multicast:
+        return stream_class(pool, endpoints, config, buffer_size)
+    if interface_address:
+        return stream_class(pool, endpoints, config, buffer_size, ttl=ttl,
+                            interface_address=interface_address)
+    return stream_class(pool, endpoints, config, buffer_size, ttl=ttl)
+
+
+class AddressedItem(spead2.Item):
+    """An item always sent in the payload, even when it would fit in an immediate."""
+
+    def allow_immediate(self) -> bool:  # type: ignore[override]  # a method at run time
+        return False
+
+
+def immediate(item_id: int, name: str, description: str = "") -> spead2.Item:
+    """A 48-bit unsigned immediate item."""
+    return spead2.Item(item_id, name, description or name, (), format=IMMEDIATE)
+
+
+def add_immediate(ig: spead2.send.ItemGroup, item_id: int, name: str) -> None:
+    """Declare a 48-bit unsigned immediate item in an item group."""
+    ig.add_item(item_id, name, name, shape=(), format=IMMEDIATE)
+
+
+def addressed(item_id: int, name: str, description: str, shape: tuple[int, ...],
+              dtype: np.dtype | str) -> spead2.Item:
+    """An item of a numpy dtype carried in the heap payload."""
+    return AddressedItem(item_id, name, description, shape, dtype=dtype)
+
+
+def build_heap(values: Sequence[tuple[spead2.Item, object]]) -> spead2.send.Heap:
+    """A data heap of ``(item, value)`` pairs (payload in this order), pointers in every packet.
+
+    The values are kept by reference: refilling a numpy value in place changes the heap.
+    """
+    heap = spead2.send.Heap(FLAVOUR)
+    heap.repeat_pointers = True
+    for item, value in values:
+        item.value = value
+        heap.add_item(item)
+    return heap
+
+
+def metadata_heap(values: Sequence[tuple[spead2.Item, object]]) -> spead2.send.Heap:
+    """A metadata heap (immediates and small addressed items; fits in one packet)."""
+    heap = spead2.send.Heap(FLAVOUR)
+    for item, value in values:
+        item.value = value
+        heap.add_item(item)
+    return heap
+
+
+def descriptor_group(items: Sequence[spead2.Item]) -> spead2.send.ItemGroup:
+    """An item group holding the descriptors a stock spead2 receiver needs."""
+    group = spead2.send.ItemGroup(flavour=FLAVOUR)
+    for item in items:
+        if item.dtype is not None:
+            group.add_item(item.id, item.name, item.description, item.shape, dtype=item.dtype)
+        else:
+            group.add_item(item.id, item.name, item.description, item.shape,
+                           format=item.format)
+    return group
+
+
+def control_heaps(group: spead2.send.ItemGroup,
+                  metadata: spead2.send.Heap) -> list[spead2.send.Heap]:
+    """Start heap, descriptor heap (every item of ``group``), ``metadata`` (in that order)."""
+    return [group.get_start(), group.get_heap(descriptors="all", data="none"), metadata]
