@@ -19,7 +19,7 @@ import numpy as np
 import spead2
 import spead2.send
 
-from services.formats import cbf_sdp
+from services.formats import cbf_sdp, pst
 
 FLAVOUR = cbf_sdp.FLAVOUR
 #: The format of a 48-bit immediate item (SPEAD-64-48).
@@ -112,3 +112,48 @@ def control_heaps(group: spead2.send.ItemGroup,
                   metadata: spead2.send.Heap) -> list[spead2.send.Heap]:
     """Start heap, descriptor heap (every item of ``group``), ``metadata`` (in that order)."""
     return [group.get_start(), group.get_heap(descriptors="all", data="none"), metadata]
+
+
+class PstBeamItems:
+    """The items of ringpipe's PST beam profile (docs/icd.md section 2), for every beam sender.
+
+    A data heap (:meth:`data_heap`) is one PST packet: sample count, first channel and the
+    scale as immediates, then the packet's weights and data in the payload. The scale is sent
+    as its exact 4 bytes (NaN payloads kept): an immediate whose low 4 bytes are the float32's
+    little-endian bytes (:meth:`scale_immediates`), described as ``'<f4'``.
+    """
+
+    def __init__(self, nweights: int, data_shape: tuple[int, ...],
+                 sample_dtype: np.dtype | str) -> None:
+        self.sample_count = immediate(pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
+        self.first_channel = immediate(pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
+        self.scale_raw = immediate(pst.BEAM_SCALE, "beam_scale")
+        self.scale = spead2.Item(pst.BEAM_SCALE, "beam_scale", "packet scale", (), dtype="<f4")
+        self.weights = addressed(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",
+                                 (nweights,), "<u2")
+        self.data = addressed(pst.BEAM_DATA, "beam_data", "samples [pol][chan][samp][I,Q]",
+                              data_shape, sample_dtype)
+        self.scan = addressed(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", (), "<u8")
+        self.start_seconds = immediate(pst.BEAM_START_SECONDS, "beam_start_seconds")
+        self.start_picoseconds = immediate(pst.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
+
+    @staticmethod
+    def scale_immediates(scale_bytes: np.ndarray) -> np.ndarray:
+        """The immediate values (``'>u4'``, for a ``'>u8'`` staging array) of scales given as
+        their 4 little-endian bytes (a uint8 array whose last axis is those 4 bytes)."""
+        return np.ascontiguousarray(scale_bytes).view(">u4")[..., 0]
+
+    def data_heap(self, imm: np.ndarray, weights: np.ndarray,
+                  data: np.ndarray) -> spead2.send.Heap:
+        """One packet's heap over staging arrays: ``imm`` a ``'>u8'`` row of sample count,
+        first channel and scale immediate; the packet's weights and data."""
+        return build_heap([
+            (self.sample_count, imm[0, ...]), (self.first_channel, imm[1, ...]),
+            (self.scale_raw, imm[2, ...]), (self.weights, weights), (self.data, data)])
+
+    def metadata_heap(self, scan_id: int, start_ps: int) -> spead2.send.Heap:
+        """The metadata heap: scan id and the time of sample 0 (picoseconds since the epoch)."""
+        return metadata_heap([
+            (self.scan, np.uint64(scan_id)),
+            (self.start_seconds, start_ps // 10**12),
+            (self.start_picoseconds, start_ps % 10**12)])

@@ -37,17 +37,6 @@ def make_stream_to(endpoints: Sequence[tuple[str, int]], max_packet_size: int, r
                                  rate, max_heaps, buffer_size, interface_address, ttl)
 
 
-def build_heap(ig: spead2.send.ItemGroup, values: dict[str, object]) -> spead2.send.Heap:
-    """A data heap of the current values (no descriptors), pointers repeated in every packet.
-
-    Items in the group's order, every one that has a value (as ``ig.get_heap`` takes them).
-    """
-    for name, value in values.items():
-        ig[name].value = value
-    return spead_send.build_heap([(item, item.value) for item in ig.values()
-                                  if item.value is not None])
-
-
 class HeapBatches:
     """Slots of pre-built heap lists sent with ``async_send_heaps`` (round robin over ports)."""
 

@@ -280,23 +280,9 @@ class BeamProfile(Profile):
 
     def _items(self) -> None:
         lay = self.lay
-        nweights = lay.packet_weights_size // 2
         self.data_shape = (lay.npol, lay.udp_nchan, lay.udp_nsamp, lay.ndim)
-        self.sample_count = spead_send.immediate(pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        self.first_channel = spead_send.immediate(pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
-        # on the wire the scale is an immediate holding the float32's 4 little-endian bytes
-        # in its low 4 bytes: sent as those bytes (NaN payloads kept), described as '<f4'
-        self.scale_raw = spead_send.immediate(pst.BEAM_SCALE, "beam_scale")
-        self.scale = spead2.Item(pst.BEAM_SCALE, "beam_scale", "packet scale", (), dtype="<f4")
-        self.weights_item = spead_send.addressed(pst.BEAM_WEIGHTS, "beam_weights",
-                                                 "relative weights", (nweights,), "<u2")
-        self.data_item = spead_send.addressed(pst.BEAM_DATA, "beam_data",
-                                              "samples [pol][chan][samp][I,Q]", self.data_shape,
-                                              lay.sample_dtype)
-        self.scan = spead_send.addressed(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", (), "<u8")
-        self.start_seconds = spead_send.immediate(pst.BEAM_START_SECONDS, "beam_start_seconds")
-        self.start_picoseconds = spead_send.immediate(pst.BEAM_START_PICOSECONDS,
-                                                      "beam_start_picoseconds")
+        self.items = spead_send.PstBeamItems(lay.packet_weights_size // 2, self.data_shape,
+                                             lay.sample_dtype)
 
     def _build(self) -> None:
         lay, spb, shape = self.lay, self.steps_per_block, self.shape
@@ -309,30 +295,25 @@ class BeamProfile(Profile):
             for p in range(pph):
                 imm = self.imm[s, p]
                 imm[1] = shape.u32(self.start_channel + p * lay.udp_nchan)
-                heap = spead_send.build_heap([
-                    (self.sample_count, imm[0, ...]), (self.first_channel, imm[1, ...]),
-                    (self.scale_raw, imm[2, ...]), (self.weights_item, self.weights[s, p]),
-                    (self.data_item, self.data[s, p])])
+                heap = self.items.data_heap(imm, self.weights[s, p], self.data[s, p])
                 self.refs.append(spead2.send.HeapReference(heap,
                                                            substream_index=p // per_stream))
 
     def descriptors(self) -> spead2.send.ItemGroup:
+        it = self.items
         return spead_send.descriptor_group([
-            self.sample_count, self.first_channel, self.scale, self.weights_item,
-            self.data_item, self.scan, self.start_seconds, self.start_picoseconds])
+            it.sample_count, it.first_channel, it.scale, it.weights, it.data, it.scan,
+            it.start_seconds, it.start_picoseconds])
 
     def metadata(self) -> spead2.send.Heap:
-        return spead_send.metadata_heap([
-            (self.scan, np.uint64(self.scan_id)),
-            (self.start_seconds, self.start_ps // 10**12),
-            (self.start_picoseconds, self.start_ps % 10**12)])
+        return self.items.metadata_heap(self.scan_id, self.start_ps)
 
     def _fill(self, seg: Segment, first_step: int, steps: int) -> None:
         lay = self.lay
         pph = lay.packets_per_heap
         rec = seg.weights[:steps * self.weights_step_bytes].reshape(
             steps, pph, lay.weights_packet_stride)
-        self.imm[:steps, :, 2] = np.ascontiguousarray(rec[:, :, :4]).view(">u4")[:, :, 0]
+        self.imm[:steps, :, 2] = self.items.scale_immediates(rec[:, :, :4])
         ns = lay.packet_scales_size
         self.weights[:steps] = np.ascontiguousarray(
             rec[:, :, ns:ns + lay.packet_weights_size]).view("<u2")
