@@ -114,6 +114,25 @@ def control_heaps(group: spead2.send.ItemGroup,
     return [group.get_start(), group.get_heap(descriptors="all", data="none"), metadata]
 
 
+def vis_immediate(item_id: int) -> spead2.Item:
+    """A CBF-SDP visibility item (:data:`cbf_sdp.ITEM_NAMES`) as a 48-bit immediate."""
+    return immediate(item_id, cbf_sdp.ITEM_NAMES[item_id])
+
+
+def vis_addressed_items(channels: int, nbaseline: int) -> dict[int, spead2.Item]:
+    """The addressed items of a visibility stream (docs/icd.md section 1), by item id:
+    scan id, the metadata extensions and the ``(channels, nbaseline)`` payload."""
+    declared = (
+        (cbf_sdp.SCAN_ID, "scan id", (), "<u8"),
+        (cbf_sdp.FREQ0_HZ, "centre frequency of ICD channel 0 (Hz)", (), "<f8"),
+        (cbf_sdp.CHAN_WIDTH_HZ, "channel spacing (Hz)", (), "<f8"),
+        (cbf_sdp.INT_TIME, "dump period (s)", (), "<f8"),
+        (cbf_sdp.CORRELATOR_OUTPUT_DATA, "TCI, FD and 4 polarisations per channel and baseline",
+         (channels, nbaseline), cbf_sdp.VIS_DTYPE))
+    return {item_id: addressed(item_id, cbf_sdp.ITEM_NAMES[item_id], description, shape, dtype)
+            for item_id, description, shape, dtype in declared}
+
+
 class PstBeamItems:
     """The items of ringpipe's PST beam profile (docs/icd.md section 2), for every beam sender.
 

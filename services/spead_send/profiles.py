@@ -175,25 +175,20 @@ class VisProfile(Profile):
         self._build(nblocks)
 
     def _items(self) -> None:
-        u48 = spead_send.immediate
-        self.count = u48(cbf_sdp.TIMESTAMP_COUNT, "visibility_timestamp_count")
-        self.fraction = u48(cbf_sdp.TIMESTAMP_FRACTION, "visibility_timestamp_fraction")
-        self.channel_id = u48(cbf_sdp.CHANNEL_ID, "visibility_channel_id")
-        self.channel_count = u48(cbf_sdp.CHANNEL_COUNT, "visibility_channel_count")
-        self.baseline_count = u48(cbf_sdp.BASELINE_COUNT, "visibility_baseline_count")
-        self.hardware_id = u48(cbf_sdp.HARDWARE_ID, "visibility_hardware_id")
-        self.num_antennas = u48(cbf_sdp.NANT, "num_antennas")
-        self.scan = spead_send.addressed(cbf_sdp.SCAN_ID, "scan_id", "scan id", (), "<u8")
-        self.freq0_item = spead_send.addressed(cbf_sdp.FREQ0_HZ, "freq0_hz",
-                                               "centre frequency of ICD channel 0 (Hz)", (), "<f8")
-        self.width_item = spead_send.addressed(cbf_sdp.CHAN_WIDTH_HZ, "chan_width_hz",
-                                               "channel spacing (Hz)", (), "<f8")
-        self.int_time_item = spead_send.addressed(cbf_sdp.INT_TIME, "int_time", "dump period (s)",
-                                                  (), "<f8")
-        self.payload_item = spead_send.addressed(
-            cbf_sdp.CORRELATOR_OUTPUT_DATA, "correlator_output_data",
-            "TCI, FD and 4 polarisations per channel and baseline", (self.cps, self.nbl),
-            cbf_sdp.VIS_DTYPE)
+        u48 = spead_send.vis_immediate
+        self.count = u48(cbf_sdp.TIMESTAMP_COUNT)
+        self.fraction = u48(cbf_sdp.TIMESTAMP_FRACTION)
+        self.channel_id = u48(cbf_sdp.CHANNEL_ID)
+        self.channel_count = u48(cbf_sdp.CHANNEL_COUNT)
+        self.baseline_count = u48(cbf_sdp.BASELINE_COUNT)
+        self.hardware_id = u48(cbf_sdp.HARDWARE_ID)
+        self.num_antennas = u48(cbf_sdp.NANT)
+        addressed = spead_send.vis_addressed_items(self.cps, self.nbl)
+        self.scan = addressed[cbf_sdp.SCAN_ID]
+        self.freq0_item = addressed[cbf_sdp.FREQ0_HZ]
+        self.width_item = addressed[cbf_sdp.CHAN_WIDTH_HZ]
+        self.int_time_item = addressed[cbf_sdp.INT_TIME]
+        self.payload_item = addressed[cbf_sdp.CORRELATOR_OUTPUT_DATA]
 
     def _build(self, nblocks: int) -> None:
         spb, shape = self.steps_per_block, self.shape
