@@ -12,7 +12,7 @@ every packet (the ICD asks for the placement immediates in every packet).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -119,9 +119,15 @@ def vis_immediate(item_id: int) -> spead2.Item:
     return immediate(item_id, cbf_sdp.ITEM_NAMES[item_id])
 
 
-def vis_addressed_items(channels: int, nbaseline: int) -> dict[int, spead2.Item]:
+def vis_addressed_items(channels: int, nbaseline: int,
+                        descriptions: Mapping[int, str] | None = None) -> dict[int, spead2.Item]:
     """The addressed items of a visibility stream (docs/icd.md section 1), by item id:
-    scan id, the metadata extensions and the ``(channels, nbaseline)`` payload."""
+    scan id, the metadata extensions and the ``(channels, nbaseline)`` payload.
+
+    ``descriptions`` replaces the descriptor text of some items (a sender whose descriptor
+    bytes must stay as they were); ids, names, shapes and dtypes are always these.
+    """
+    descriptions = descriptions or {}
     declared = (
         (cbf_sdp.SCAN_ID, "scan id", (), "<u8"),
         (cbf_sdp.FREQ0_HZ, "centre frequency of ICD channel 0 (Hz)", (), "<f8"),
@@ -129,7 +135,8 @@ def vis_addressed_items(channels: int, nbaseline: int) -> dict[int, spead2.Item]
         (cbf_sdp.INT_TIME, "dump period (s)", (), "<f8"),
         (cbf_sdp.CORRELATOR_OUTPUT_DATA, "TCI, FD and 4 polarisations per channel and baseline",
          (channels, nbaseline), cbf_sdp.VIS_DTYPE))
-    return {item_id: addressed(item_id, cbf_sdp.ITEM_NAMES[item_id], description, shape, dtype)
+    return {item_id: addressed(item_id, cbf_sdp.ITEM_NAMES[item_id],
+                               descriptions.get(item_id, description), shape, dtype)
             for item_id, description, shape, dtype in declared}
 
 
@@ -140,18 +147,21 @@ class PstBeamItems:
     scale as immediates, then the packet's weights and data in the payload. The scale is sent
     as its exact 4 bytes (NaN payloads kept): an immediate whose low 4 bytes are the float32's
     little-endian bytes (:meth:`scale_immediates`), described as ``'<f4'``.
+    ``data_description`` replaces the descriptor text of ``beam_data`` (a sender whose
+    descriptor bytes must stay as they were).
     """
 
     def __init__(self, nweights: int, data_shape: tuple[int, ...],
-                 sample_dtype: np.dtype | str) -> None:
+                 sample_dtype: np.dtype | str,
+                 data_description: str = "samples [pol][chan][samp][I,Q]") -> None:
         self.sample_count = immediate(pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
         self.first_channel = immediate(pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
         self.scale_raw = immediate(pst.BEAM_SCALE, "beam_scale")
         self.scale = spead2.Item(pst.BEAM_SCALE, "beam_scale", "packet scale", (), dtype="<f4")
         self.weights = addressed(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",
                                  (nweights,), "<u2")
-        self.data = addressed(pst.BEAM_DATA, "beam_data", "samples [pol][chan][samp][I,Q]",
-                              data_shape, sample_dtype)
+        self.data = addressed(pst.BEAM_DATA, "beam_data", data_description, data_shape,
+                              sample_dtype)
         self.scan = addressed(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", (), "<u8")
         self.start_seconds = immediate(pst.BEAM_START_SECONDS, "beam_start_seconds")
         self.start_picoseconds = immediate(pst.BEAM_START_PICOSECONDS, "beam_start_picoseconds")

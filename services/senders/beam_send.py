@@ -159,8 +159,9 @@ class BeamSender:
                                           max_heaps=pool.data.shape[0] * self.pph + 8,
                                           interface_address=cfg.interface_address, ttl=cfg.ttl)
         k = pool.data.shape[0]
+        # beam-send's own beam_data descriptor text, kept so its bytes are unchanged
         items = spead_send.PstBeamItems(pool.weights.shape[2], pool.data.shape[2:],
-                                        lay.sample_dtype)
+                                        lay.sample_dtype, "samples [pol][chan][samp][dim]")
         self.items = items
         self.ig = spead_send.descriptor_group([
             items.sample_count, items.first_channel, items.start_seconds,

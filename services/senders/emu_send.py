@@ -39,6 +39,8 @@ U32_ITEMS = tuple((item_id, cbf_sdp.ITEM_NAMES[item_id]) for item_id in (
     cbf_sdp.TIMESTAMP_COUNT, cbf_sdp.TIMESTAMP_FRACTION, cbf_sdp.CHANNEL_ID,
     cbf_sdp.CHANNEL_COUNT, cbf_sdp.POLARISATION_ID, cbf_sdp.BASELINE_COUNT,
     cbf_sdp.HARDWARE_ID))
+#: emu-send's own descriptor texts, kept so its descriptor heaps are byte-for-byte unchanged
+DESCRIPTIONS = {cbf_sdp.FREQ0_HZ: "centre of channel 0", cbf_sdp.CHAN_WIDTH_HZ: "channel spacing"}
 #: u16 immediates of a data heap
 U16_ITEMS = tuple((item_id, cbf_sdp.ITEM_NAMES[item_id])
                   for item_id in (cbf_sdp.PHASE_BIN_ID, cbf_sdp.PHASE_BIN_COUNT))
@@ -307,7 +309,7 @@ class VisSender:
             immediate(item_id, name, 32)
         for item_id, name in U16_ITEMS:
             immediate(item_id, name, 16)
-        addressed = spead_send.vis_addressed_items(self.cps, self.nbl)
+        addressed = spead_send.vis_addressed_items(self.cps, self.nbl, DESCRIPTIONS)
 
         def add(item_id: int) -> None:
             item = addressed[item_id]
