@@ -135,17 +135,6 @@ def _ints(text: str, key: str) -> list[int]:
         raise HeaderError(f"{key}: {text!r} is not a comma-separated list of integers") from None
 
 
-def _skips(text: str) -> set[tuple[int, int]]:
-    out = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        heap, _, packet = part.partition(":")
-        try:
-            out.add((int(heap), int(packet)))
-        except ValueError:
-            raise HeaderError(f"beam.skip_packets: {part!r} is not 'heap:packet'") from None
-    return out
-
-
 class BeamSender:
     def __init__(self, cfg: BeamSendConfig, pool: BeamPool) -> None:
         lay = cfg.layout
@@ -191,7 +180,7 @@ class BeamSender:
                                              self.items.metadata_heap(cfg.scan_id, now_ps)):
             for i in range(cfg.nstreams):
                 await self.stream.async_send_heap(heap, substream_index=i)
-        skips = _skips(cfg.skip_packets)
+        skips = sendlib.parse_pairs(cfg.skip_packets, "beam.skip_packets", "heap:packet")
         k = len(self.refs)
         for n in range(self.nheaps()):
             j = n % k

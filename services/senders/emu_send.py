@@ -230,17 +230,6 @@ def clamp_channels(path: str, nchan_ms: int, start_chan: int, num_chan: int) -> 
     return min(num_chan, available) if num_chan else available
 
 
-def parse_skips(text: str) -> set[tuple[int, int]]:
-    skips = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        dump, _, stream = part.partition(":")
-        try:
-            skips.add((int(dump), int(stream)))
-        except ValueError:
-            raise HeaderError(f"transmission.skip_heaps: {part!r} is not 'dump:stream'") from None
-    return skips
-
-
 def ticks_of(unix_seconds: float) -> tuple[int, int]:
     """(timestamp_count, timestamp_fraction) of a Unix time."""
     count = int(unix_seconds // 1)
@@ -361,7 +350,7 @@ class VisSender:
         for heap in sendlib.control_heaps(self.ig, meta):
             for i in range(self.nstreams):
                 await self.stream.async_send_heap(heap, substream_index=i)
-        skips = parse_skips(cfg.skip_heaps)
+        skips = sendlib.parse_pairs(cfg.skip_heaps, "transmission.skip_heaps", "dump:stream")
         span = self.ntime * d.int_time
         t_start = time.monotonic()
         for r in range(cfg.num_repeats):

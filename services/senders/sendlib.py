@@ -16,6 +16,7 @@ import spead2
 import spead2.send
 import spead2.send.asyncio
 
+from ringbuf.errors import HeaderError
 from services.formats import spead_send
 
 logger = logging.getLogger(__name__)
@@ -69,3 +70,16 @@ def control_heaps(ig: spead2.send.ItemGroup, meta_values: dict[str, object]) -> 
     """Start heap, descriptor heap, metadata heap (in that order)."""
     return spead_send.control_heaps(
         ig, spead_send.metadata_heap([(ig[name], value) for name, value in meta_values.items()]))
+
+
+def parse_pairs(text: str, key: str, form: str) -> set[tuple[int, int]]:
+    """``"a:b,c:d"`` as ``{(a, b), (c, d)}`` (HeaderError naming ``key`` and ``form``,
+    e.g. ``'heap:packet'``, for a part that is not two integers)."""
+    pairs = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, second = part.partition(":")
+        try:
+            pairs.add((int(first), int(second)))
+        except ValueError:
+            raise HeaderError(f"{key}: {part!r} is not '{form}'") from None
+    return pairs
