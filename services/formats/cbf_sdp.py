@@ -49,6 +49,26 @@ VIS_DATA_ITEMS = (
 VIS_META_ITEMS = (SCAN_ID, HARDWARE_ID, FREQ0_HZ, CHAN_WIDTH_HZ, INT_TIME, NANT)
 VIS_KNOWN_ITEMS = VIS_DATA_ITEMS + (SCAN_ID, FREQ0_HZ, CHAN_WIDTH_HZ, INT_TIME, NANT)
 
+#: The ICD name of every visibility item (a sender's item and descriptor names).
+ITEM_NAMES = {
+    TIMESTAMP_COUNT: "visibility_timestamp_count",
+    TIMESTAMP_FRACTION: "visibility_timestamp_fraction",
+    CHANNEL_ID: "visibility_channel_id",
+    CHANNEL_COUNT: "visibility_channel_count",
+    POLARISATION_ID: "visibility_polarisation_id",
+    BASELINE_COUNT: "visibility_baseline_count",
+    PHASE_BIN_ID: "phase_bin_id",
+    PHASE_BIN_COUNT: "phase_bin_count",
+    SCAN_ID: "scan_id",
+    HARDWARE_ID: "visibility_hardware_id",
+    CORRELATOR_OUTPUT_DATA: "correlator_output_data",
+    FREQ0_HZ: "freq0_hz",
+    CHAN_WIDTH_HZ: "chan_width_hz",
+    INT_TIME: "int_time",
+    NANT: "num_antennas",
+}
+
+
 class ByteOrder(str, Enum):
     """How a sender packs a 32-bit value into a 48-bit immediate.
 

@@ -21,7 +21,7 @@ import spead2.send
 
 from ringbuf.errors import HeaderError
 from services.common.config import Config, non_negative, positive, setting
-from services.formats import cbf_sdp, pst
+from services.formats import pst, spead_send
 from services.senders import sendlib
 from services.senders.command import SenderArgs, SenderKeys, sender_options
 
@@ -135,17 +135,6 @@ def _ints(text: str, key: str) -> list[int]:
         raise HeaderError(f"{key}: {text!r} is not a comma-separated list of integers") from None
 
 
-def _skips(text: str) -> set[tuple[int, int]]:
-    out = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        heap, _, packet = part.partition(":")
-        try:
-            out.add((int(heap), int(packet)))
-        except ValueError:
-            raise HeaderError(f"beam.skip_packets: {part!r} is not 'heap:packet'") from None
-    return out
-
-
 class BeamSender:
     def __init__(self, cfg: BeamSendConfig, pool: BeamPool) -> None:
         lay = cfg.layout
@@ -158,30 +147,24 @@ class BeamSender:
         self.stream = sendlib.make_stream(cfg.host, ports, cfg.max_packet_size, rate,
                                           max_heaps=pool.data.shape[0] * self.pph + 8,
                                           interface_address=cfg.interface_address, ttl=cfg.ttl)
-        ig = spead2.send.ItemGroup(flavour=cbf_sdp.FLAVOUR)
-        self.ig = ig
-        sendlib.immediate_item(ig, pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        sendlib.immediate_item(ig, pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
-        sendlib.immediate_item(ig, pst.BEAM_START_SECONDS, "beam_start_seconds")
-        sendlib.immediate_item(ig, pst.BEAM_START_PICOSECONDS, "beam_start_picoseconds")
-        ig.add_item(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", shape=(), dtype="<u8")
-        ig.add_item(pst.BEAM_SCALE, "beam_scale", "packet scale", shape=(), dtype="<f4")
-        ig.add_item(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",
-                    shape=pool.weights.shape[2:], dtype="<u2")
-        ig.add_item(pst.BEAM_DATA, "beam_data", "samples [pol][chan][samp][dim]",
-                    shape=pool.data.shape[2:], dtype=lay.sample_dtype)
         k = pool.data.shape[0]
-        self.imm = np.zeros((k, self.pph, 2), ">u8")
+        # beam-send's own beam_data descriptor text, kept so its bytes are unchanged
+        items = spead_send.PstBeamItems(pool.weights.shape[2], pool.data.shape[2:],
+                                        lay.sample_dtype, "samples [pol][chan][samp][dim]")
+        self.items = items
+        self.ig = spead_send.descriptor_group([
+            items.sample_count, items.first_channel, items.start_seconds,
+            items.start_picoseconds, items.scan, items.scale, items.weights, items.data])
+        # per heap: sample count (refilled), first channel, scale (the float32's 4 bytes)
+        self.imm = np.zeros((k, self.pph, 3), ">u8")
+        scale_bytes = pool.scale.astype("<f4", copy=False).view(np.uint8)
+        self.imm[:, :, 2] = items.scale_immediates(scale_bytes)
         self.refs: list[list[spead2.send.HeapReference]] = []
         for j in range(k):
             refs = []
             for p in range(self.pph):
                 self.imm[j, p, 1] = cfg.start_channel + p * lay.udp_nchan
-                heap = sendlib.build_heap(ig, {
-                    "beam_sample_count": self.imm[j, p, 0, ...],
-                    "beam_first_channel": self.imm[j, p, 1, ...],
-                    "beam_scale": pool.scale[j, p, 0, ...], "beam_weights": pool.weights[j, p],
-                    "beam_data": pool.data[j, p]})
+                heap = items.data_heap(self.imm[j, p], pool.weights[j, p], pool.data[j, p])
                 refs.append(spead2.send.HeapReference(heap, substream_index=p // per_stream))
             self.refs.append(refs)
         self.batches = sendlib.HeapBatches(
@@ -193,13 +176,11 @@ class BeamSender:
     async def send(self) -> tuple[int, int]:
         cfg = self.cfg
         now_ps = time.time_ns() * 1000
-        meta = {"beam_scan_id": np.uint64(cfg.scan_id),
-                "beam_start_seconds": now_ps // 10**12,
-                "beam_start_picoseconds": now_ps % 10**12}
-        for heap in sendlib.control_heaps(self.ig, meta):
+        for heap in spead_send.control_heaps(self.ig,
+                                             self.items.metadata_heap(cfg.scan_id, now_ps)):
             for i in range(cfg.nstreams):
                 await self.stream.async_send_heap(heap, substream_index=i)
-        skips = _skips(cfg.skip_packets)
+        skips = sendlib.parse_pairs(cfg.skip_packets, "beam.skip_packets", "heap:packet")
         k = len(self.refs)
         for n in range(self.nheaps()):
             j = n % k

@@ -26,7 +26,7 @@ import spead2.send
 
 from ringbuf.errors import HeaderError
 from services.common.config import Config, non_negative, one_of, positive, setting
-from services.formats import cbf_sdp
+from services.formats import cbf_sdp, spead_send
 from services.senders import sendlib
 from services.senders.command import SenderArgs, SenderKeys, sender_options
 
@@ -35,15 +35,15 @@ logger = logging.getLogger(__name__)
 MJD_UNIX_OFFSET_S = 3506716800.0  # MJD 40587 (1970-01-01) in MJD seconds
 FD_FULL = 255  # FD of a fully valid visibility (fraction of data in 1/255 units)
 #: u32 immediates of a data heap, in the order of the per-slot value arrays
-U32_ITEMS = ((cbf_sdp.TIMESTAMP_COUNT, "visibility_timestamp_count"),
-             (cbf_sdp.TIMESTAMP_FRACTION, "visibility_timestamp_fraction"),
-             (cbf_sdp.CHANNEL_ID, "visibility_channel_id"),
-             (cbf_sdp.CHANNEL_COUNT, "visibility_channel_count"),
-             (cbf_sdp.POLARISATION_ID, "visibility_polarisation_id"),
-             (cbf_sdp.BASELINE_COUNT, "visibility_baseline_count"),
-             (cbf_sdp.HARDWARE_ID, "visibility_hardware_id"))
+U32_ITEMS = tuple((item_id, cbf_sdp.ITEM_NAMES[item_id]) for item_id in (
+    cbf_sdp.TIMESTAMP_COUNT, cbf_sdp.TIMESTAMP_FRACTION, cbf_sdp.CHANNEL_ID,
+    cbf_sdp.CHANNEL_COUNT, cbf_sdp.POLARISATION_ID, cbf_sdp.BASELINE_COUNT,
+    cbf_sdp.HARDWARE_ID))
+#: emu-send's own descriptor texts, kept so its descriptor heaps are byte-for-byte unchanged
+DESCRIPTIONS = {cbf_sdp.FREQ0_HZ: "centre of channel 0", cbf_sdp.CHAN_WIDTH_HZ: "channel spacing"}
 #: u16 immediates of a data heap
-U16_ITEMS = ((cbf_sdp.PHASE_BIN_ID, "phase_bin_id"), (cbf_sdp.PHASE_BIN_COUNT, "phase_bin_count"))
+U16_ITEMS = tuple((item_id, cbf_sdp.ITEM_NAMES[item_id])
+                  for item_id in (cbf_sdp.PHASE_BIN_ID, cbf_sdp.PHASE_BIN_COUNT))
 
 
 class Framing(str, enum.Enum):
@@ -230,17 +230,6 @@ def clamp_channels(path: str, nchan_ms: int, start_chan: int, num_chan: int) -> 
     return min(num_chan, available) if num_chan else available
 
 
-def parse_skips(text: str) -> set[tuple[int, int]]:
-    skips = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        dump, _, stream = part.partition(":")
-        try:
-            skips.add((int(dump), int(stream)))
-        except ValueError:
-            raise HeaderError(f"transmission.skip_heaps: {part!r} is not 'dump:stream'") from None
-    return skips
-
-
 def ticks_of(unix_seconds: float) -> tuple[int, int]:
     """(timestamp_count, timestamp_fraction) of a Unix time."""
     count = int(unix_seconds // 1)
@@ -309,15 +298,18 @@ class VisSender:
             immediate(item_id, name, 32)
         for item_id, name in U16_ITEMS:
             immediate(item_id, name, 16)
-        ig.add_item(cbf_sdp.SCAN_ID, "scan_id", "scan id", shape=(), dtype="<u8")
-        ig.add_item(cbf_sdp.CORRELATOR_OUTPUT_DATA, "correlator_output_data",
-                    "TCI, FD and 4 polarisations per channel and baseline",
-                    shape=(self.cps, self.nbl), dtype=cbf_sdp.VIS_DTYPE)
-        immediate(cbf_sdp.NANT, "num_antennas", 32)
-        ig.add_item(cbf_sdp.FREQ0_HZ, "freq0_hz", "centre of channel 0", shape=(), dtype="<f8")
-        ig.add_item(cbf_sdp.CHAN_WIDTH_HZ, "chan_width_hz", "channel spacing", shape=(),
-                    dtype="<f8")
-        ig.add_item(cbf_sdp.INT_TIME, "int_time", "dump period (s)", shape=(), dtype="<f8")
+        addressed = spead_send.vis_addressed_items(self.cps, self.nbl, DESCRIPTIONS)
+
+        def add(item_id: int) -> None:
+            item = addressed[item_id]
+            ig.add_item(item.id, item.name, item.description, shape=item.shape, dtype=item.dtype)
+
+        add(cbf_sdp.SCAN_ID)
+        add(cbf_sdp.CORRELATOR_OUTPUT_DATA)
+        immediate(cbf_sdp.NANT, cbf_sdp.ITEM_NAMES[cbf_sdp.NANT], 32)
+        add(cbf_sdp.FREQ0_HZ)
+        add(cbf_sdp.CHAN_WIDTH_HZ)
+        add(cbf_sdp.INT_TIME)
         ig["scan_id"].value = np.uint64(self.cfg.scan_id)
         return ig
 
@@ -358,7 +350,7 @@ class VisSender:
         for heap in sendlib.control_heaps(self.ig, meta):
             for i in range(self.nstreams):
                 await self.stream.async_send_heap(heap, substream_index=i)
-        skips = parse_skips(cfg.skip_heaps)
+        skips = sendlib.parse_pairs(cfg.skip_heaps, "transmission.skip_heaps", "dump:stream")
         span = self.ntime * d.int_time
         t_start = time.monotonic()
         for r in range(cfg.num_repeats):

@@ -9,7 +9,6 @@ rebuilding heaps. Slots are reused only after their previous send has completed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Sequence
 
@@ -17,7 +16,8 @@ import spead2
 import spead2.send
 import spead2.send.asyncio
 
-from services.formats import cbf_sdp
+from ringbuf.errors import HeaderError
+from services.formats import spead_send
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +25,7 @@ logger = logging.getLogger(__name__)
 def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: float,
                 max_heaps: int, buffer_size: int = 4 << 20, interface_address: str = "",
                 ttl: int = 1) -> spead2.send.asyncio.UdpStream:
-    """One UDP stream with a substream per port, sharing one rate limiter (bytes/s, 0 = none).
-
-    To a multicast group, packets go out with ``ttl`` through ``interface_address`` (the
-    kernel's choice when empty).
-    """
+    """One asyncio UDP stream with a substream per port (:func:`spead_send.udp_stream`)."""
     return make_stream_to([(host, port) for port in ports], max_packet_size, rate, max_heaps,
                           buffer_size, interface_address, ttl)
 
@@ -37,30 +33,9 @@ def make_stream(host: str, ports: Sequence[int], max_packet_size: int, rate: flo
 def make_stream_to(endpoints: Sequence[tuple[str, int]], max_packet_size: int, rate: float,
                    max_heaps: int, buffer_size: int = 4 << 20, interface_address: str = "",
                    ttl: int = 1) -> spead2.send.asyncio.UdpStream:
-    """One UDP stream with a substream per ``(host, port)`` endpoint (see :func:`make_stream`)."""
-    config = spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
-                                      max_heaps=max_heaps)
-    endpoints = list(endpoints)
-    if not ipaddress.ip_address(endpoints[0][0]).is_multicast:
-        return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size)
-    if interface_address:
-        return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size,
-                                             ttl=ttl, interface_address=interface_address)
-    return spead2.send.asyncio.UdpStream(spead2.ThreadPool(1), endpoints, config, buffer_size,
-                                         ttl=ttl)
-
-
-def immediate_item(ig: spead2.send.ItemGroup, item_id: int, name: str) -> None:
-    ig.add_item(item_id, name, name, shape=(), format=[("u", cbf_sdp.FLAVOUR.heap_address_bits)])
-
-
-def build_heap(ig: spead2.send.ItemGroup, values: dict[str, object]) -> spead2.send.Heap:
-    """A data heap of the current values (no descriptors), pointers repeated in every packet."""
-    for name, value in values.items():
-        ig[name].value = value
-    heap = ig.get_heap(descriptors="none", data="all")
-    heap.repeat_pointers = True
-    return heap
+    """One asyncio UDP stream with a substream per ``(host, port)`` endpoint."""
+    return spead_send.udp_stream(spead2.send.asyncio.UdpStream, endpoints, max_packet_size,
+                                 rate, max_heaps, buffer_size, interface_address, ttl)
 
 
 class HeapBatches:
@@ -93,11 +68,18 @@ class HeapBatches:
 
 def control_heaps(ig: spead2.send.ItemGroup, meta_values: dict[str, object]) -> list:
     """Start heap, descriptor heap, metadata heap (in that order)."""
-    start = ig.get_start()
-    descriptors = ig.get_heap(descriptors="all", data="none")
-    for name, value in meta_values.items():
-        ig[name].value = value
-    meta = spead2.send.Heap(cbf_sdp.FLAVOUR)
-    for name in meta_values:
-        meta.add_item(ig[name])
-    return [start, descriptors, meta]
+    return spead_send.control_heaps(
+        ig, spead_send.metadata_heap([(ig[name], value) for name, value in meta_values.items()]))
+
+
+def parse_pairs(text: str, key: str, form: str) -> set[tuple[int, int]]:
+    """``"a:b,c:d"`` as ``{(a, b), (c, d)}`` (HeaderError naming ``key`` and ``form``,
+    e.g. ``'heap:packet'``, for a part that is not two integers)."""
+    pairs = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, second = part.partition(":")
+        try:
+            pairs.add((int(first), int(second)))
+        except ValueError:
+            raise HeaderError(f"{key}: {part!r} is not '{form}'") from None
+    return pairs

@@ -29,9 +29,8 @@ import spead2.send
 
 from ringbuf import DadaHeader, Segment
 from ringbuf.errors import HeaderError
-from services.formats import cbf_sdp, pst
+from services.formats import cbf_sdp, pst, spead_send
 from services.formats.cbf_sdp import ByteOrder
-from services.spead_send import wire
 
 logger = logging.getLogger(__name__)
 
@@ -176,25 +175,20 @@ class VisProfile(Profile):
         self._build(nblocks)
 
     def _items(self) -> None:
-        u48 = wire.immediate
-        self.count = u48(cbf_sdp.TIMESTAMP_COUNT, "visibility_timestamp_count")
-        self.fraction = u48(cbf_sdp.TIMESTAMP_FRACTION, "visibility_timestamp_fraction")
-        self.channel_id = u48(cbf_sdp.CHANNEL_ID, "visibility_channel_id")
-        self.channel_count = u48(cbf_sdp.CHANNEL_COUNT, "visibility_channel_count")
-        self.baseline_count = u48(cbf_sdp.BASELINE_COUNT, "visibility_baseline_count")
-        self.hardware_id = u48(cbf_sdp.HARDWARE_ID, "visibility_hardware_id")
-        self.num_antennas = u48(cbf_sdp.NANT, "num_antennas")
-        self.scan = wire.addressed(cbf_sdp.SCAN_ID, "scan_id", "scan id", (), "<u8")
-        self.freq0_item = wire.addressed(cbf_sdp.FREQ0_HZ, "freq0_hz",
-                                         "centre frequency of ICD channel 0 (Hz)", (), "<f8")
-        self.width_item = wire.addressed(cbf_sdp.CHAN_WIDTH_HZ, "chan_width_hz",
-                                         "channel spacing (Hz)", (), "<f8")
-        self.int_time_item = wire.addressed(cbf_sdp.INT_TIME, "int_time", "dump period (s)",
-                                            (), "<f8")
-        self.payload_item = wire.addressed(
-            cbf_sdp.CORRELATOR_OUTPUT_DATA, "correlator_output_data",
-            "TCI, FD and 4 polarisations per channel and baseline", (self.cps, self.nbl),
-            cbf_sdp.VIS_DTYPE)
+        u48 = spead_send.vis_immediate
+        self.count = u48(cbf_sdp.TIMESTAMP_COUNT)
+        self.fraction = u48(cbf_sdp.TIMESTAMP_FRACTION)
+        self.channel_id = u48(cbf_sdp.CHANNEL_ID)
+        self.channel_count = u48(cbf_sdp.CHANNEL_COUNT)
+        self.baseline_count = u48(cbf_sdp.BASELINE_COUNT)
+        self.hardware_id = u48(cbf_sdp.HARDWARE_ID)
+        self.num_antennas = u48(cbf_sdp.NANT)
+        addressed = spead_send.vis_addressed_items(self.cps, self.nbl)
+        self.scan = addressed[cbf_sdp.SCAN_ID]
+        self.freq0_item = addressed[cbf_sdp.FREQ0_HZ]
+        self.width_item = addressed[cbf_sdp.CHAN_WIDTH_HZ]
+        self.int_time_item = addressed[cbf_sdp.INT_TIME]
+        self.payload_item = addressed[cbf_sdp.CORRELATOR_OUTPUT_DATA]
 
     def _build(self, nblocks: int) -> None:
         spb, shape = self.steps_per_block, self.shape
@@ -208,7 +202,7 @@ class VisProfile(Profile):
                 imm = self.imm[s, b]
                 imm[2:] = [shape.u32(self.start_channel + b * self.cps), shape.u32(self.cps),
                            shape.u32(self.nbl), shape.u32(shape.hardware_id)]
-                heap = wire.build_heap([
+                heap = spead_send.build_heap([
                     (self.count, imm[0, ...]), (self.fraction, imm[1, ...]),
                     (self.channel_id, imm[2, ...]), (self.channel_count, imm[3, ...]),
                     (self.baseline_count, imm[4, ...]), (self.hardware_id, imm[5, ...]),
@@ -222,7 +216,7 @@ class VisProfile(Profile):
                  self.int_time_item, self.payload_item]
         if self.freq0 >= 0 and self.width:
             items += [self.freq0_item, self.width_item]
-        return wire.descriptor_group(items)
+        return spead_send.descriptor_group(items)
 
     def metadata(self) -> spead2.send.Heap:
         shape = self.shape
@@ -234,7 +228,7 @@ class VisProfile(Profile):
         if self.freq0 >= 0 and self.width:
             values += [(self.freq0_item, np.float64(self.freq0)),
                        (self.width_item, np.float64(self.width))]
-        return wire.metadata_heap(values)
+        return spead_send.metadata_heap(values)
 
     def _fill(self, seg: Segment, first_step: int, steps: int) -> None:
         shape = (steps, self.nchan, self.nbl)
@@ -281,23 +275,9 @@ class BeamProfile(Profile):
 
     def _items(self) -> None:
         lay = self.lay
-        nweights = lay.packet_weights_size // 2
         self.data_shape = (lay.npol, lay.udp_nchan, lay.udp_nsamp, lay.ndim)
-        self.sample_count = wire.immediate(pst.BEAM_SAMPLE_COUNT, "beam_sample_count")
-        self.first_channel = wire.immediate(pst.BEAM_FIRST_CHANNEL, "beam_first_channel")
-        # on the wire the scale is an immediate holding the float32's 4 little-endian bytes
-        # in its low 4 bytes: sent as those bytes (NaN payloads kept), described as '<f4'
-        self.scale_raw = wire.immediate(pst.BEAM_SCALE, "beam_scale")
-        self.scale = spead2.Item(pst.BEAM_SCALE, "beam_scale", "packet scale", (), dtype="<f4")
-        self.weights_item = wire.addressed(pst.BEAM_WEIGHTS, "beam_weights", "relative weights",
-                                           (nweights,), "<u2")
-        self.data_item = wire.addressed(pst.BEAM_DATA, "beam_data",
-                                        "samples [pol][chan][samp][I,Q]", self.data_shape,
-                                        lay.sample_dtype)
-        self.scan = wire.addressed(pst.BEAM_SCAN_ID, "beam_scan_id", "scan id", (), "<u8")
-        self.start_seconds = wire.immediate(pst.BEAM_START_SECONDS, "beam_start_seconds")
-        self.start_picoseconds = wire.immediate(pst.BEAM_START_PICOSECONDS,
-                                                "beam_start_picoseconds")
+        self.items = spead_send.PstBeamItems(lay.packet_weights_size // 2, self.data_shape,
+                                             lay.sample_dtype)
 
     def _build(self) -> None:
         lay, spb, shape = self.lay, self.steps_per_block, self.shape
@@ -310,30 +290,25 @@ class BeamProfile(Profile):
             for p in range(pph):
                 imm = self.imm[s, p]
                 imm[1] = shape.u32(self.start_channel + p * lay.udp_nchan)
-                heap = wire.build_heap([
-                    (self.sample_count, imm[0, ...]), (self.first_channel, imm[1, ...]),
-                    (self.scale_raw, imm[2, ...]), (self.weights_item, self.weights[s, p]),
-                    (self.data_item, self.data[s, p])])
+                heap = self.items.data_heap(imm, self.weights[s, p], self.data[s, p])
                 self.refs.append(spead2.send.HeapReference(heap,
                                                            substream_index=p // per_stream))
 
     def descriptors(self) -> spead2.send.ItemGroup:
-        return wire.descriptor_group([
-            self.sample_count, self.first_channel, self.scale, self.weights_item,
-            self.data_item, self.scan, self.start_seconds, self.start_picoseconds])
+        it = self.items
+        return spead_send.descriptor_group([
+            it.sample_count, it.first_channel, it.scale, it.weights, it.data, it.scan,
+            it.start_seconds, it.start_picoseconds])
 
     def metadata(self) -> spead2.send.Heap:
-        return wire.metadata_heap([
-            (self.scan, np.uint64(self.scan_id)),
-            (self.start_seconds, self.start_ps // 10**12),
-            (self.start_picoseconds, self.start_ps % 10**12)])
+        return self.items.metadata_heap(self.scan_id, self.start_ps)
 
     def _fill(self, seg: Segment, first_step: int, steps: int) -> None:
         lay = self.lay
         pph = lay.packets_per_heap
         rec = seg.weights[:steps * self.weights_step_bytes].reshape(
             steps, pph, lay.weights_packet_stride)
-        self.imm[:steps, :, 2] = np.ascontiguousarray(rec[:, :, :4]).view(">u4")[:, :, 0]
+        self.imm[:steps, :, 2] = self.items.scale_immediates(rec[:, :, :4])
         ns = lay.packet_scales_size
         self.weights[:steps] = np.ascontiguousarray(
             rec[:, :, ns:ns + lay.packet_weights_size]).view("<u2")

@@ -18,7 +18,7 @@ import spead2.send
 
 from ringbuf import Segment
 from services.common.errors import ServiceError
-from services.spead_send import wire
+from services.formats import spead_send
 from services.spead_send.config import SpeadSendScanConfig
 from services.spead_send.counters import SpeadSendCounters
 from services.spead_send.profiles import GROUP_HEAPS, Profile, SendShape
@@ -39,8 +39,9 @@ class StreamSender:
         self.shape = SendShape(config.nstreams, config.immediate_byte_order, config.hardware_id)
         ports = [config.dest_port + i for i in range(config.nstreams)]
         try:
-            self.stream = wire.make_stream(
-                config.dest_host, ports, config.max_packet_size, config.rate,
+            self.stream = spead_send.udp_stream(
+                spead2.send.UdpStream, [(config.dest_host, port) for port in ports],
+                config.max_packet_size, config.rate,
                 max_heaps=GROUP_HEAPS + 2 * config.nstreams + 8,
                 buffer_size=config.buffer_bytes, interface_address=config.interface_address,
                 ttl=config.ttl)
@@ -63,8 +64,7 @@ class StreamSender:
         self._failed = False
         group = profile.descriptors()
         self._control = group
-        for heap in (group.get_start(), group.get_heap(descriptors="all", data="none"),
-                     profile.metadata()):
+        for heap in spead_send.control_heaps(group, profile.metadata()):
             self._control_heap(heap)
 
     def send_segment(self, profile: Profile, seg: Segment) -> None:
