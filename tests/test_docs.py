@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -85,8 +86,10 @@ def test_every_configurable_command_takes_dash_o():
 
 
 def _make_dry_run(target: str) -> str:
-    result = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    # run as a top-level make even under `make test` (no inherited flags, no directory lines)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
