@@ -95,7 +95,8 @@ def test_stock_receiver_gets_every_icd_item_with_its_value(ms, tmp_path, framing
     port = free_udp_ports(NSTREAMS)
     conf = write_ini(tmp_path / "sender.conf", port,
                      f"framing = {framing}\nimmediate_byte_order = {byte_order}\n"
-                     "hardware_id = 9\n")
+                     "hardware_id = 9\n"
+                     "time_interval = 0.05\n")  # paced: a Python receiver on a busy machine
     rx = StockReceiver(port, NSTREAMS)
     sent = subprocess.run([BIN / "emu-send", "-v", "-c", conf, str(ms),
                            "-o", "payload.polarisation_id=3", "-o", "payload.phase_bin_count=5"],
