@@ -3,9 +3,9 @@
 Needs the SKA PST anchor built from public source, see docs/benchmarks.md
 (``$ANCHORS_DIR/pst/stat_file_proc``, default ``/tmp/anchors``); skipped without it.
 Both tools run on the same generated recordings (NaN-scale packets, clipped samples, a
-tone, a FREQ_MASK) and every dataset and HEADER member must be equal bit for bit.  The shapes cover the time-bin layouts the kernels
-handle differently: one sample per bin, bins of several samples straddling heaps, one heap
-per bin, and bins of several heaps.
+tone, a FREQ_MASK) and every dataset and HEADER member must be equal bit for bit. The
+shapes cover the time-bin layouts the kernels handle differently: one sample per bin, bins
+of several samples straddling heaps, one heap per bin, and bins of several heaps.
 """
 
 from __future__ import annotations
