@@ -22,39 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.errors import ServiceError
+from services.formats.stations import StationsFileError, read_stations
 
 OMEGA_EARTH = 7.2921150e-5  # rad/s
 C_LIGHT = 299792458.0
 
 
-class AntennaFileError(ServiceError):
-    """The antenna file cannot be read."""
-
-
 def load_positions(path: Path | str) -> np.ndarray:
-    """ITRF positions (nant, 3) from a text file of ``NAME X Y Z [DIAMETER]`` lines
-    (``#`` comments), the format of ``configs/vis-stations.txt``."""
-    rows: list[list[float]] = []
+    """ITRF positions (nant, 3) of a station file (:mod:`services.formats.stations`)."""
     try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise AntennaFileError(f"BDA_ANTENNA_FILE {path}: {exc.strerror}") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        try:
-            rows.append([float(v) for v in parts[1:4]])
-        except ValueError:
-            rows = []
-        if len(rows) == 0 or len(rows[-1]) != 3:
-            raise AntennaFileError(f"BDA_ANTENNA_FILE {path}:{number}: expected "
-                                   f"'NAME X Y Z [DIAMETER]', got {line!r}")
-    if not rows:
-        raise AntennaFileError(f"BDA_ANTENNA_FILE {path}: no antennas")
-    return np.asarray(rows, np.float64)
+        return read_stations(path).positions
+    except StationsFileError as exc:
+        raise StationsFileError(f"BDA_ANTENNA_FILE {exc}") from None
 
 
 def baseline_lengths(positions: np.ndarray) -> np.ndarray:

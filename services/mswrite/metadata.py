@@ -3,11 +3,7 @@
 Both come either from a "data model" MeasurementSet (see :mod:`services.mswrite.datamodel`)
 or from configuration: an antenna file and a phase centre in degrees.
 
-Antenna file format (``#`` starts a comment; one antenna per line; ITRF metres)::
-
-    # NAME   X_ITRF_M        Y_ITRF_M       Z_ITRF_M       [DISH_DIAMETER_M]
-    S0000   -2559454.08     5095372.14     -2849057.18     38.0
-
+The antenna file is a station file (:mod:`services.formats.stations`).
 A directory is read as a casacore table: an MS (its ANTENNA subtable) or an ANTENNA table.
 """
 
@@ -20,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from services.formats.stations import StationsFileError, read_stations
 from services.mswrite.errors import MsWriteError
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_DISH_DIAMETER_M = 38.0  # an SKA-Low station
-
 
 @dataclass(frozen=True)
 class Antennas:
@@ -56,29 +50,10 @@ class Antennas:
         if path.is_dir():
             return cls._from_table(path, telescope)
         try:
-            lines = path.read_text().splitlines()
-        except OSError as exc:
-            raise MsWriteError(f"{path}: cannot read antenna file: {exc.strerror}") from None
-        names, positions, diameters = [], [], []
-        for lineno, raw in enumerate(lines, start=1):
-            words = raw.split("#", 1)[0].split()
-            if not words:
-                continue
-            if len(words) not in (4, 5):
-                raise MsWriteError(f"{path}: line {lineno}: expected 'NAME X Y Z [DIAMETER]', "
-                                   f"got {raw.strip()!r}")
-            try:
-                numbers = [float(w) for w in words[1:]]
-            except ValueError:
-                raise MsWriteError(f"{path}: line {lineno}: not a number in {raw.strip()!r}") \
-                    from None
-            names.append(words[0])
-            positions.append(numbers[:3])
-            diameters.append(numbers[3] if len(numbers) == 4 else DEFAULT_DISH_DIAMETER_M)
-        if not names:
-            raise MsWriteError(f"{path}: no antennas in file")
-        return cls(tuple(names), np.array(positions, np.float64),
-                   np.array(diameters, np.float64), telescope)
+            stations = read_stations(path)
+        except StationsFileError as exc:
+            raise MsWriteError(str(exc)) from None
+        return cls(stations.names, stations.positions, stations.diameters, telescope)
 
     @classmethod
     def _from_table(cls, path: Path, telescope: str) -> Antennas:

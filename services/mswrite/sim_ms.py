@@ -23,8 +23,9 @@ import numpy as np
 
 from ringbuf import setup_logging
 from services.common.errors import USER_ERRORS
+from services.formats.stations import DEFAULT_DISH_DIAMETER_M
 from services.mswrite.errors import MsWriteError
-from services.mswrite.metadata import DEFAULT_DISH_DIAMETER_M, Antennas, PhaseCentre
+from services.mswrite.metadata import Antennas, PhaseCentre
 from services.mswrite.sky import PointSource, predict
 from services.mswrite.stream import FD_FULL, WEIGHTS_DTYPE, VisStream
 from services.mswrite.uvw import MeasuresUvw

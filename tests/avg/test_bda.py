@@ -12,7 +12,6 @@ import pytest
 
 from ringbuf import DadaHeader
 from services.avg.bda import (
-    AntennaFileError,
     baseline_lengths,
     decode_factors,
     encode_factors,
@@ -20,6 +19,7 @@ from services.avg.bda import (
     time_factors,
 )
 from services.common.processes import ProcessGroup
+from services.formats.stations import StationsFileError
 from tests.avg.chain import (
     FREQ0,
     NBL,
@@ -73,10 +73,10 @@ def test_encoding_round_trips_and_positions_load() -> None:
 def test_a_bad_antenna_file_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "ants.txt"
     bad.write_text("S0 1 2 3\nS1 1 two 3\n")
-    with pytest.raises(AntennaFileError, match=r"ants.txt:2: expected 'NAME X Y Z") as exc:
+    with pytest.raises(StationsFileError, match=r"ants.txt:2: expected 'NAME X Y Z") as exc:
         load_positions(bad)
     assert "\n" not in str(exc.value)
-    with pytest.raises(AntennaFileError, match="No such file"):
+    with pytest.raises(StationsFileError, match="No such file"):
         load_positions(tmp_path / "missing.txt")
 
 
