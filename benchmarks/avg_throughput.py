@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import mswrite_throughput as msw  # noqa: E402  (the sibling benchmark: same dat
 from ringbuf import RingLayout, RingPairReader, create_ring_pair, destroy_ring_pair  # noqa: E402
 from services.avg.average import WEIGHTS_DTYPE, Averager, AvgPlan  # noqa: E402
 from services.avg.flagger import Flagger, FlagSettings  # noqa: E402
-from services.common.control import ControlClient, ControlError  # noqa: E402
+from services.common.processes import Process  # noqa: E402
 from services.mswrite.sim_ms import random_layout  # noqa: E402
 
 TIME_LIMIT_S = 150.0
@@ -93,32 +92,23 @@ class AvgDaemonPath:
                          RingLayout(nbufs=16, bufsz=stream.weights_dump_bytes))
         create_ring_pair(*self.keys[2:], RingLayout(nbufs=8, bufsz=nco * stream.nbaseline * 32),
                          RingLayout(nbufs=8, bufsz=nco * stream.nbaseline * 2))
-        self.socket = str(out / f"avg{int(flag)}.sock")
-        self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "services.avg.main", "--autonomous", "--socket", self.socket,
+        socket = out / f"avg{int(flag)}.sock"
+        self.daemon = Process(
+            "svc-avg",
+            [sys.executable, "-m", "services.avg.main", "--autonomous", "--socket", socket,
              "--log-level", "warning", "-o", f"DATA_KEY={self.keys[0]}",
              "-o", f"WEIGHTS_KEY={self.keys[1]}", "-o", f"OUT_DATA_KEY={self.keys[2]}",
              "-o", f"OUT_WEIGHTS_KEY={self.keys[3]}", "-o", f"AVG_TIME_DUMPS={n}",
-             "-o", f"AVG_CHANNELS={m}", "-o", f"FLAG_ENABLE={str(flag).lower()}"])
+             "-o", f"AVG_CHANNELS={m}", "-o", f"FLAG_ENABLE={str(flag).lower()}"],
+            out / f"avg{int(flag)}.log", socket)
         self.feeder = subprocess.Popen(
             [sys.executable, msw.__file__, "--feed", *self.keys[:2], "--nant", str(nant),
              "--nchan", str(nchan), "--dumps", str(ndump)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.feeder.stdout is not None and self.feeder.stdout.readline() == "ready\n"
         self.reader = RingPairReader(*self.keys[2:], timeout=60)
-        self._wait_ready()
+        self.daemon.wait_ready()
         self.scan_id = 0
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with ControlClient(self.socket, timeout=5) as client:
-                    client.request("status")
-                return
-            except ControlError:
-                time.sleep(0.05)
-        raise RuntimeError("svc-avg did not start")
 
     def run(self) -> float:
         self.scan_id += 1
@@ -148,13 +138,8 @@ class AvgDaemonPath:
         if self.feeder.stdin is not None:
             self.feeder.stdin.write("quit\n")
             self.feeder.stdin.close()
-        for proc in (self.feeder, self.daemon):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        self.feeder.wait(30)
+        self.daemon.stop(30)
         destroy_ring_pair(*self.keys[:2])
         destroy_ring_pair(*self.keys[2:])
 

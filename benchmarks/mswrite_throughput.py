@@ -27,7 +27,6 @@ import argparse
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import numpy as np
 from casacore import tables
 
 from ringbuf import RingLayout, RingPairWriter, create_ring_pair, destroy_ring_pair
-from services.common.control import ControlClient, ControlError
+from services.common.processes import Process
 from services.mswrite.metadata import PhaseCentre
 from services.mswrite.ms import CONSTANT_COLUMNS, MsSpec, create_ms
 from services.mswrite.sim_ms import random_layout
@@ -160,30 +159,20 @@ class DaemonPath:
         self.keys = [secrets.token_hex(4) for _ in range(2)]
         create_ring_pair(*self.keys, RingLayout(nbufs=RING_NBUFS, bufsz=stream.data_dump_bytes),
                          RingLayout(nbufs=RING_NBUFS, bufsz=stream.weights_dump_bytes))
-        self.socket = str(out / "svc.sock")
-        self.daemon = subprocess.Popen(
-            [str(SVC_MSWRITE), "--autonomous", "--socket", self.socket, "--log-level", "warning",
+        socket = out / "svc.sock"
+        self.daemon = Process(
+            "svc-mswrite",
+            [SVC_MSWRITE, "--autonomous", "--socket", socket, "--log-level", "warning",
              "-o", f"DATA_KEY={self.keys[0]}", "-o", f"WEIGHTS_KEY={self.keys[1]}",
              "-o", f"MS_OUTPUT_DIR={out}", "-o", f"MS_ANTENNA_FILE={antenna_file}",
-             "-o", f"MS_FLUSH_INTERVAL_S={flush_s}"])
+             "-o", f"MS_FLUSH_INTERVAL_S={flush_s}"], out / "svc-mswrite.log", socket)
         self.feeder = subprocess.Popen(
             [sys.executable, __file__, "--feed", *self.keys, "--nant", str(stream.nant),
              "--nchan", str(stream.nchan), "--dumps", str(ndump)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.feeder.stdout is not None and self.feeder.stdout.readline() == "ready\n"
-        self._wait_ready()
+        self.daemon.wait_ready()
         self.scan_id = 0
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with ControlClient(self.socket, timeout=5) as client:
-                    client.request("status")
-                return
-            except ControlError:
-                time.sleep(0.05)
-        raise RuntimeError("svc-mswrite did not start")
 
     def run(self, _path: Path) -> float:
         self.scan_id += 1
@@ -193,8 +182,8 @@ class DaemonPath:
         self.feeder.stdin.write(f"go {self.scan_id}\n")
         self.feeder.stdin.flush()
         while not final.exists():
-            if self.daemon.poll() is not None:
-                raise RuntimeError(f"svc-mswrite exited with {self.daemon.returncode}")
+            if self.daemon.proc.poll() is not None:
+                raise RuntimeError(f"svc-mswrite exited: {self.daemon.tail()}")
             time.sleep(0.002)
         os.sync()
         elapsed = time.perf_counter() - start
@@ -206,13 +195,8 @@ class DaemonPath:
         if self.feeder.stdin is not None:
             self.feeder.stdin.write("quit\n")
             self.feeder.stdin.close()
-        for proc in (self.feeder, self.daemon):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        self.feeder.wait(30)
+        self.daemon.stop(30)
         destroy_ring_pair(*self.keys)
 
 
