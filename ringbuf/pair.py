@@ -30,6 +30,7 @@ from ringbuf.layout import RingLayout
 from ringbuf.reader import ReadBlock, ReadTransfer, RingReader
 from ringbuf.ring import WAIT_SLICE_S, check_existing, create_ring, destroy_ring, ensure_ring
 from ringbuf.segment import Segment
+from ringbuf.status import snapshot
 from ringbuf.viewer import RingViewer, TransferInfo, ViewBlock
 from ringbuf.writer import RingWriter, WriteBlock, WriteTransfer
 
@@ -202,6 +203,21 @@ class RingPairReader(_PairClient[RingReader]):
     @stop.setter
     def stop(self, event: threading.Event | None) -> None:
         self.data.stop = self.weights.stop = event
+
+    def fill(self) -> dict[str, dict[str, Any]]:
+        """How full each ring is for this reader (``full_blocks``: filled, not yet cleared by
+        its slot), for a daemon's status; an unreadable ring gives ``error`` instead."""
+        fill: dict[str, dict[str, Any]] = {}
+        for name, reader in (("data", self.data), ("weights", self.weights)):
+            try:
+                snap = snapshot(reader.key)
+            except RingBufError as exc:
+                fill[name] = {"key": reader.key, "error": str(exc)}
+                continue
+            fill[name] = {"key": reader.key, "nbufs": snap["nbufs"],
+                          "full_blocks": snap["readers"][reader.slot]["lag_blocks"],
+                          "writer_alive": snap["writer"]["alive"]}
+        return fill
 
     def open_transfer(self, timeout: float | None = -1.0) -> PairReadTransfer:
         """Wait for the next transfer of both rings.

@@ -43,7 +43,6 @@ from ringbuf import (
     RingPairWriter,
     Timeout,
     WriterDied,
-    snapshot,
 )
 from ringbuf.errors import HeaderError, RingBufError
 from services.avg.average import NPOL, WEIGHTS_DTYPE, Averager, AvgOutput, AvgPlan
@@ -149,20 +148,8 @@ class AvgService(Service):
             self.health.expect_data(False)
 
     def ring_fill(self) -> Mapping[str, object]:
-        pair = self._reader
-        if pair is None:
-            return {}
-        fill: dict[str, object] = {}
-        for name, reader in (("data", pair.data), ("weights", pair.weights)):
-            try:
-                snap = snapshot(reader.key)
-            except RingBufError as exc:
-                fill[name] = {"key": reader.key, "error": str(exc)}
-                continue
-            fill[name] = {"key": reader.key, "nbufs": snap["nbufs"],
-                          "full_blocks": snap["readers"][reader.slot]["lag_blocks"],
-                          "writer_alive": snap["writer"]["alive"]}
-        return fill
+        pair = self._reader  # the control thread may detach it meanwhile
+        return {} if pair is None else pair.fill()
 
     def status_line(self) -> str:
         c = self.counters

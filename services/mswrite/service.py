@@ -42,7 +42,6 @@ from ringbuf import (
     Segment,
     Timeout,
     WriterDied,
-    snapshot,
 )
 from ringbuf.errors import RingBufError
 from services.common.config import DaemonConfig
@@ -133,19 +132,7 @@ class MsWriteService(Service):
 
     def ring_fill(self) -> Mapping[str, object]:
         pair = self._reader  # the control thread may detach it meanwhile
-        if pair is None:
-            return {}
-        fill: dict[str, object] = {}
-        for name, reader in (("data", pair.data), ("weights", pair.weights)):
-            try:
-                snap = snapshot(reader.key)
-            except RingBufError as exc:
-                fill[name] = {"key": reader.key, "error": str(exc)}
-                continue
-            lag = snap["readers"][reader.slot]["lag_blocks"]
-            fill[name] = {"key": reader.key, "nbufs": snap["nbufs"], "full_blocks": lag,
-                          "writer_alive": snap["writer"]["alive"]}
-        return fill
+        return {} if pair is None else pair.fill()
 
     def status_line(self) -> str:
         c = self.counters

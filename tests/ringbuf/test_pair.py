@@ -28,6 +28,24 @@ def test_segments_pair_block_i_of_both_rings(pair):
     assert got == [(0, 0, 0, 10), (1024, 64, 1, 11), (2048, 128, 2, 12)]
 
 
+def test_fill_counts_what_the_reader_has_not_cleared(pair):
+    with RingPairReader(*pair, timeout=5) as reader, RingPairWriter(*pair, timeout=5) as writer:
+        empty = reader.fill()
+        assert {name: v["full_blocks"] for name, v in empty.items()} == {"data": 0, "weights": 0}
+        with writer.open_transfer({"A": 1}, {"A": 1}) as px:
+            for _ in range(3):
+                with px.open_segment():
+                    pass
+            fill = reader.fill()
+            assert fill["data"] == {"key": pair[0], "nbufs": 4, "full_blocks": 3,
+                                    "writer_alive": True}
+            assert fill["weights"]["full_blocks"] == 3 and fill["weights"]["key"] == pair[1]
+            rx = reader.open_transfer()
+            held = rx.next_segment(timeout=1)
+            held.clear()
+            assert reader.fill()["data"]["full_blocks"] == 2
+
+
 def test_a_weights_timeout_does_not_split_a_pair(pair):
     with RingPairWriter(*pair, timeout=5) as writer, RingPairReader(*pair, timeout=5) as reader:
         px = writer.open_transfer({"A": 1}, {"A": 1})
